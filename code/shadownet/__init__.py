@@ -1,0 +1,8 @@
+"""shadownet: CRNN text recognition trained as containerised cloud jobs."""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("shadownet")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,198 @@
+"""The ``shadownet`` command: argument parsing and the one error boundary.
+
+This is the only layer that turns flags into typed configs; stages below it see
+paths and config objects. Every long flag is accepted with underscores too
+(``--dataset_dir`` as in the seed's scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ShadownetError
+
+
+def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    from .images import IMAGE_FORMATS, INPUT_MODES
+    from .parallel import default_workers
+    from .validate import CASE_POLICIES, ERROR_POLICIES
+
+    parser.add_argument("--dataset-dir", required=True, type=Path,
+                        help="folder with char_dict.json, ord_map.json, Train/sample.txt, Test/sample.txt")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="processes (default: all cores)")
+    parser.add_argument("--on-error", choices=ERROR_POLICIES, default="error",
+                        help="error: stop on the first bad samples (default); skip: leave them out and report them")
+    parser.add_argument("--report", type=Path, help="write a JSON report of every problem found")
+    parser.add_argument("--case", choices=CASE_POLICIES, default="auto",
+                        help="auto (default): lowercase labels when the charset has no uppercase letters")
+    parser.add_argument("--input-mode", choices=INPUT_MODES, default="keep_ratio",
+                        help="keep_ratio (default): height 32, width by aspect ratio; fixed: 100x32 as the original")
+    parser.add_argument("--max-width", type=int, default=800, help="widest normalised image in keep_ratio mode")
+    parser.add_argument("--image-format", choices=IMAGE_FORMATS, default="jpeg", help="encoding of stored images")
+    parser.add_argument("--jpeg-quality", type=int, default=90)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shadownet", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"shadownet {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = commands.add_parser("synth", help="write a synthetic dataset in the seed layout")
+    synth.add_argument("--out", required=True, type=Path)
+    synth.add_argument("--count", required=True, type=int)
+    synth.add_argument("--kind", choices=("lines", "captcha", "digits"), default="lines")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--test-ratio", type=float, default=0.1)
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.add_argument("--font", action="append", type=Path, default=[], help="extra TrueType font (repeatable)")
+
+    charset = commands.add_parser("charset", help="write char_dict.json / ord_map.json")
+    charset_commands = charset.add_subparsers(dest="charset_command", required=True, metavar="ACTION")
+    build = charset_commands.add_parser("build", help="from the labels of a dataset, in sorted order")
+    build.add_argument("--dataset-dir", required=True, type=Path)
+    build.add_argument("--out", type=Path, help="where to write (default: the dataset dir)")
+    build.add_argument("--case", choices=("keep", "lower"), default="keep")
+    build.add_argument("--force", action="store_true", help="replace existing files that differ")
+    preset = charset_commands.add_parser("preset", help="a built-in charset: digits_lower (36) or ascii95")
+    preset.add_argument("name")
+    preset.add_argument("--out", required=True, type=Path)
+    preset.add_argument("--force", action="store_true", help="replace existing files that differ")
+
+    validate = commands.add_parser("validate", help="check a dataset without writing records")
+    _add_dataset_options(validate)
+
+    records = commands.add_parser("tfrecords", help="validate a dataset and write TFRecords")
+    _add_dataset_options(records)
+    records.add_argument("--save-dir", required=True, type=Path)
+    records.add_argument("--shards", type=int, default=1, help="files per split")
+    records.add_argument("--validation-ratio", type=float, default=0.1, help="part of Train held out")
+    records.add_argument("--seed", type=int, default=0, help="seed of the validation split and train order")
+    return parser
+
+
+def _dataset_config(args, save_dir=None, **split):
+    from .images import ImageGeometry
+    from .tfrecords import TFRecordsConfig
+
+    try:
+        geometry = ImageGeometry(mode=args.input_mode, max_width=args.max_width,
+                                 image_format=args.image_format, jpeg_quality=args.jpeg_quality)
+    except ValueError as exc:
+        raise ShadownetError(str(exc)) from None
+    return TFRecordsConfig(dataset_dir=args.dataset_dir, save_dir=save_dir, workers=args.workers,
+                           on_error=args.on_error, case=args.case, geometry=geometry, report=args.report, **split)
+
+
+def _run_tfrecords(args) -> int:
+    from .tfrecords import run
+
+    config = _dataset_config(args, save_dir=args.save_dir, shards=args.shards,
+                             validation_ratio=args.validation_ratio, seed=args.seed)
+    manifest = run(config)
+    counts = manifest["counts"]
+    print(f"wrote {counts['train']} train, {counts['validation']} validation, {counts['test']} test records "
+          f"to {args.save_dir} ({manifest['skipped']} skipped)", file=sys.stderr)
+    return 0
+
+
+def _run_validate(args) -> int:
+    from .tfrecords import run
+
+    result = run(_dataset_config(args))  # raises DataError on problems under --on-error error
+    counts = result["counts"]
+    skipped = f"; {result['skipped']} skipped (see --report)" if result["skipped"] else ""
+    print(f"ok: {counts['train'] + counts['validation']} Train and {counts['test']} Test samples pass every check"
+          f"{skipped}")
+    return 0
+
+
+def _run_synth(args) -> int:
+    from .parallel import default_workers
+    from .synth import SynthConfig, generate
+
+    config = SynthConfig(out_dir=args.out, count=args.count, kind=args.kind, seed=args.seed,
+                         test_ratio=args.test_ratio, workers=args.workers or default_workers(),
+                         fonts=tuple(args.font))
+    result = generate(config)
+    print(f"wrote {args.kind} dataset to {args.out}: {json.dumps(result)}", file=sys.stderr)
+    return 0
+
+
+def _run_charset(args) -> int:
+    from .charset import Charset
+
+    if args.charset_command == "preset":
+        charset = Charset.from_preset(args.name)
+        out = args.out
+    else:
+        from .annotations import TEST_FILE, TRAIN_FILE, AnnotationIndex, LineError
+        from .errors import DataError
+
+        chars: set[str] = set()
+        for name in (TRAIN_FILE, TEST_FILE):
+            index = AnnotationIndex(args.dataset_dir, name)
+            for i, item in index:
+                if isinstance(item, LineError):
+                    raise DataError(f"{index.path}:{int(index.line_numbers[i])}: {item}")
+                chars.update(item.label.lower() if args.case == "lower" else item.label)
+            index.close()
+        if not chars:
+            raise DataError(f"{args.dataset_dir}: no labels found to build a charset from")
+        charset = Charset.from_text(chars)
+        out = args.out or args.dataset_dir
+    _save_charset(charset, out, args.force)
+    print(f"wrote {charset.size} characters (blank index {charset.blank_index}) to {out}", file=sys.stderr)
+    return 0
+
+
+def _save_charset(charset, out: Path, force: bool) -> None:
+    from .charset import CHAR_DICT_FILE, Charset
+
+    if (out / CHAR_DICT_FILE).exists() and not force:
+        try:
+            existing = Charset.load(out)
+        except ShadownetError:
+            existing = None
+        if existing != charset:
+            raise ShadownetError(
+                f"{out / CHAR_DICT_FILE} exists with other classes; replacing it changes every class index "
+                "(models trained on it would decode wrongly). Use --force to replace it."
+            )
+    charset.save(out)
+
+
+def _normalize_flag(token: str) -> str:
+    if not token.startswith("--"):
+        return token
+    name, eq, value = token.partition("=")
+    return name.replace("_", "-") + eq + value
+
+
+def _raise_on_sigterm(signum, frame):
+    # Turn a platform's SIGTERM into an exception so that cleanup (partial files) runs.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = [_normalize_flag(t) for t in (sys.argv[1:] if argv is None else argv)]
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    handlers = {"tfrecords": _run_tfrecords, "validate": _run_validate, "synth": _run_synth,
+                "charset": _run_charset}
+    try:
+        return handlers[args.command](args)
+    except ShadownetError as exc:
+        print(f"shadownet: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("shadownet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

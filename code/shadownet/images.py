@@ -1,0 +1,135 @@
+"""Image geometry, and turning a source image file into the bytes stored in a record.
+
+Stored images are 3-channel JPEG (default) or PNG, height 32. In ``keep_ratio``
+mode the width follows the aspect ratio (clamped to ``[min_width, max_width]``);
+in ``fixed`` mode every image is 100x32, as the original trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Two 2x2 poolings halve the width twice; the (2,1) poolings and the last conv keep it.
+# Every model in shadownet must keep this, since records are validated against it.
+WIDTH_DOWNSAMPLE = 4
+
+INPUT_MODES = ("keep_ratio", "fixed")
+IMAGE_FORMATS = ("jpeg", "png")
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    height: int = 32
+    mode: str = "keep_ratio"
+    fixed_width: int = 100
+    min_width: int = 8
+    max_width: int = 800
+    image_format: str = "jpeg"
+    jpeg_quality: int = 90
+    png_compression: int = 3
+
+    def __post_init__(self) -> None:
+        if self.mode not in INPUT_MODES:
+            raise ValueError(f"input mode must be one of {INPUT_MODES}, not {self.mode!r}")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image format must be one of {IMAGE_FORMATS}, not {self.image_format!r}")
+        if not WIDTH_DOWNSAMPLE <= self.min_width <= self.max_width:
+            raise ValueError(f"need {WIDTH_DOWNSAMPLE} <= min_width <= max_width")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("jpeg quality must be within 1..100")
+
+    def target_width(self, width: int, height: int) -> int:
+        """Width of a ``width`` x ``height`` source image once normalised."""
+        if self.mode == "fixed":
+            return self.fixed_width
+        scaled = int(round(width * self.height / height))
+        return min(max(scaled, self.min_width), self.max_width)
+
+    @property
+    def widest(self) -> int:
+        return self.fixed_width if self.mode == "fixed" else self.max_width
+
+    def to_dict(self) -> dict:
+        out = {"height": self.height, "channels": 3, "mode": self.mode, "format": self.image_format}
+        if self.mode == "fixed":
+            out["width"] = self.fixed_width
+        else:
+            out.update(min_width=self.min_width, max_width=self.max_width)
+        if self.image_format == "jpeg":
+            out["jpeg_quality"] = self.jpeg_quality
+        else:
+            out["png_compression"] = self.png_compression
+        out["width_downsample"] = WIDTH_DOWNSAMPLE
+        return out
+
+
+def time_steps(width: int) -> int:
+    """CTC time steps the model produces for an image of this (normalised) width."""
+    return width // WIDTH_DOWNSAMPLE
+
+
+def ctc_min_steps(ids: list[int]) -> int:
+    """Fewest time steps CTC needs for this label: one per character, plus a blank between repeats."""
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+class ImageError(ValueError):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _looks_complete(data: bytes) -> bool:
+    """Truncated JPEG/PNG files still decode (grey-filled) with only a warning; catch them here."""
+    if data[:2] == b"\xff\xd8":
+        return b"\xff\xd9" in data[-1024:]
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" in data[-64:]
+    return True
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Decode file bytes to an HxWx3 uint8 BGR array, or raise ImageError."""
+    if not data:
+        raise ImageError("image_corrupt", "image file is empty")
+    if not _looks_complete(data):
+        raise ImageError("image_corrupt", "image file is truncated")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise ImageError("image_corrupt", "not a decodable image (corrupt or unsupported format)")
+    return image
+
+
+def normalize(data: bytes, image: np.ndarray, geometry: ImageGeometry) -> tuple[bytes, int, int]:
+    """A decoded source image (and its file bytes) -> (encoded bytes, width, height) as stored in a record."""
+    height, width = image.shape[:2]
+    target = (geometry.target_width(width, height), geometry.height)
+    if (width, height) == target and _can_pass_through(data, geometry):
+        # Already the right size and format: keep the original bytes (no generation loss, no encode cost).
+        return data, width, height
+    if (width, height) != target:
+        shrinking = target[0] * target[1] < width * height
+        image = cv2.resize(image, target, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return encode(image, geometry), target[0], target[1]
+
+
+def encode(image: np.ndarray, geometry: ImageGeometry) -> bytes:
+    if geometry.image_format == "jpeg":
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, geometry.jpeg_quality])
+    else:
+        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, geometry.png_compression])
+    if not ok:
+        raise ImageError("image_corrupt", "could not encode the normalised image")
+    return buf.tobytes()
+
+
+def _can_pass_through(data: bytes, geometry: ImageGeometry) -> bool:
+    # EXIF may rotate the image on decode and Adobe markers flag CMYK, neither of which
+    # TensorFlow's decoder handles the way OpenCV's does: re-encode those.
+    if geometry.image_format == "jpeg" and data[:2] == b"\xff\xd8":
+        header = data[:65536]
+        return b"Exif\x00\x00" not in header and b"Adobe" not in header
+    return False

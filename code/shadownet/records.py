@@ -1,0 +1,101 @@
+"""Reading records back: a ``tf.data.Dataset`` of decoded examples from a records directory.
+
+The directory is what ``shadownet tfrecords`` wrote; its ``manifest.json`` names
+the files of each split (and is written last, so its presence means complete).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tensorflow as tf
+
+from .charset import Charset
+from .errors import DataError
+from .tfrecord_format import (
+    IMAGE_ENCODED,
+    IMAGE_HEIGHT,
+    IMAGE_SOURCE,
+    IMAGE_WIDTH,
+    LABEL_IDS,
+    LABEL_LENGTH,
+    LABEL_TEXT,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    SPLITS,
+)
+
+FEATURES = {
+    IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
+    IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
+    IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+    IMAGE_SOURCE: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    LABEL_IDS: tf.io.VarLenFeature(tf.int64),
+    LABEL_LENGTH: tf.io.FixedLenFeature([], tf.int64),
+    LABEL_TEXT: tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def read_manifest(records_dir: Path) -> dict:
+    path = Path(records_dir) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; is this a complete output of 'shadownet tfrecords'?") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(
+            f"{path}: record schema version {manifest.get('schema_version')!r}, this shadownet reads {SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+def charset_of(manifest: dict) -> Charset:
+    return Charset(tuple(manifest["charset"]["characters"]))
+
+
+def split_files(records_dir: Path, split: str, manifest: dict | None = None) -> list[str]:
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    manifest = manifest or read_manifest(records_dir)
+    return [str(Path(records_dir) / f["name"]) for f in manifest["splits"][split]["files"]]
+
+
+def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """One serialized Example -> decoded tensors.
+
+    ``image``: uint8 [height, width, 3] RGB; ``label``: int64 [length];
+    ``label_length``, ``width``, ``height``: int64 scalars; ``text``, ``source``: string scalars.
+    """
+    parsed = tf.io.parse_single_example(serialized, FEATURES)
+    image = tf.io.decode_image(parsed[IMAGE_ENCODED], channels=3, expand_animations=False)
+    return {
+        "image": image,
+        "label": tf.sparse.to_dense(parsed[LABEL_IDS]),
+        "label_length": parsed[LABEL_LENGTH],
+        "text": parsed[LABEL_TEXT],
+        "width": parsed[IMAGE_WIDTH],
+        "height": parsed[IMAGE_HEIGHT],
+        "source": parsed[IMAGE_SOURCE],
+    }
+
+
+def load_split(
+    records_dir: Path, split: str, *, deterministic: bool = True, interleave: int = 4
+) -> tf.data.Dataset:
+    """All examples of one split, decoded (see ``parse_example``), in file order when deterministic."""
+    files = split_files(records_dir, split)
+    if len(files) == 1:
+        raw = tf.data.TFRecordDataset(files)
+    else:
+        raw = tf.data.Dataset.from_tensor_slices(files).interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(interleave, len(files)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return raw.with_options(options).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)

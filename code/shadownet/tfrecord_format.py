@@ -1,0 +1,132 @@
+"""The record schema, and TFRecord / ``tf.train.Example`` bytes written without TensorFlow.
+
+The generation image stays small because writing records needs only this
+module: an Example is a short protobuf and a TFRecord frame is a length and two
+masked CRC-32C checksums, both simple to produce byte for byte.
+
+Record schema (one ``tf.train.Example`` per text-line image), version 1:
+
+=================  ========  ==================================================
+key                type      value
+=================  ========  ==================================================
+image/encoded      bytes     the image, JPEG or PNG, height 32, 3 channels
+image/format       bytes     ``jpeg`` or ``png``
+image/width        int64     width in pixels of the stored image
+image/height       int64     height in pixels (32)
+image/source       bytes     source image path, relative to the dataset dir
+label/ids          int64[]   class index per character (see ``charset``)
+label/length       int64     number of characters
+label/text         bytes     the label, UTF-8, after the case policy
+=================  ========  ==================================================
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import google_crc32c
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "validation", "test")
+# Written last by the generator: a records directory without it is incomplete.
+MANIFEST_FILE = "manifest.json"
+
+IMAGE_ENCODED = "image/encoded"
+IMAGE_FORMAT = "image/format"
+IMAGE_WIDTH = "image/width"
+IMAGE_HEIGHT = "image/height"
+IMAGE_SOURCE = "image/source"
+LABEL_IDS = "label/ids"
+LABEL_LENGTH = "label/length"
+LABEL_TEXT = "label/text"
+
+
+def shard_name(split: str, shard: int, shards: int) -> str:
+    """``train_feature.tfrecords``, or ``train_feature-00003-of-00008.tfrecords`` when sharded."""
+    if shards == 1:
+        return f"{split}_feature.tfrecords"
+    return f"{split}_feature-{shard:05d}-of-{shards:05d}.tfrecords"
+
+
+def text_line_example(
+    image: bytes, image_format: str, width: int, height: int, source: str, ids: list[int], text: str
+) -> bytes:
+    """Serialized ``tf.train.Example`` of one sample, keys in sorted order (deterministic bytes)."""
+    features = {
+        IMAGE_ENCODED: _bytes_feature([image]),
+        IMAGE_FORMAT: _bytes_feature([image_format.encode()]),
+        IMAGE_HEIGHT: _int64_feature([height]),
+        IMAGE_SOURCE: _bytes_feature([source.encode("utf-8")]),
+        IMAGE_WIDTH: _int64_feature([width]),
+        LABEL_IDS: _int64_feature(ids),
+        LABEL_LENGTH: _int64_feature([len(ids)]),
+        LABEL_TEXT: _bytes_feature([text.encode("utf-8")]),
+    }
+    entries = b"".join(
+        _field(1, _field(1, key.encode()) + _field(2, value)) for key, value in sorted(features.items())
+    )
+    return _field(1, entries)  # Example.features
+
+
+# -- protobuf wire format (only what Example needs) ------------------------------------------
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 -> two's complement, as protobuf does
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _bytes_feature(values: list[bytes]) -> bytes:
+    return _field(1, b"".join(_field(1, v) for v in values))  # Feature.bytes_list{value*}
+
+
+def _int64_feature(values: list[int]) -> bytes:
+    packed = b"".join(_varint(v) for v in values)
+    return _field(3, _field(1, packed))  # Feature.int64_list{packed value}
+
+
+# -- TFRecord framing --------------------------------------------------------------------------
+def _masked_crc(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame(record: bytes) -> bytes:
+    """One TFRecord: length, CRC of length, data, CRC of data."""
+    length = struct.pack("<Q", len(record))
+    return length + struct.pack("<I", _masked_crc(length)) + record + struct.pack("<I", _masked_crc(record))
+
+
+def read_frames(handle: BinaryIO, name: str = "<stream>") -> Iterator[bytes]:
+    """Records of a TFRecord stream, checksums verified; raises ValueError on damage."""
+    while True:
+        header = handle.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise ValueError(f"{name}: truncated record header")
+        (length,) = struct.unpack("<Q", header[:8])
+        if struct.unpack("<I", header[8:])[0] != _masked_crc(header[:8]):
+            raise ValueError(f"{name}: bad length checksum")
+        data = handle.read(length)
+        footer = handle.read(4)
+        if len(data) < length or len(footer) < 4:
+            raise ValueError(f"{name}: truncated record")
+        if struct.unpack("<I", footer)[0] != _masked_crc(data):
+            raise ValueError(f"{name}: bad data checksum")
+        yield data
+
+
+def read_file(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        yield from read_frames(handle, str(path))
