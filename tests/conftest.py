@@ -1,0 +1,100 @@
+"""Shared helpers: tiny datasets in the seed layout, and running the real ``shadownet`` command."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from shadownet.charset import Charset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def text_image(text: str, height: int = 40, seed: int = 0) -> np.ndarray:
+    """A legible BGR image of ``text`` (OpenCV's built-in font), width from the text."""
+    rng = np.random.default_rng(seed)
+    scale = height / 40
+    (w, _), _ = cv2.getTextSize(text or " ", cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    image = np.full((height, w + 12, 3), int(rng.integers(200, 256)), np.uint8)
+    cv2.putText(image, text, (6, int(height * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 2)
+    return image
+
+
+class Dataset:
+    """Builds a dataset folder: ``add`` images and lines, then ``write`` the annotation files."""
+
+    def __init__(self, root: Path, charset: Charset | None = None):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        (charset or Charset.from_preset("digits_lower")).save(root)
+        self.lines = {"Train": [], "Test": []}
+
+    def image(self, rel: str, text: str = "x", height: int = 40, ext: str = ".jpg") -> str:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok, buf = cv2.imencode(ext, text_image(text, height))
+        assert ok
+        path.write_bytes(buf.tobytes())
+        return rel
+
+    def add(self, split: str, line: str) -> None:
+        self.lines[split].append(line)
+
+    def sample(self, split: str, rel: str, label: str, height: int = 40) -> None:
+        self.image(rel, label, height)
+        self.add(split, f"/{rel} {label}")
+
+    def write(self) -> Path:
+        for split, lines in self.lines.items():
+            (self.root / split).mkdir(exist_ok=True)
+            (self.root / split / "sample.txt").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        return self.root
+
+
+def words(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    return ["".join(rng.choice(alphabet, size=int(rng.integers(2, 7)))) for _ in range(n)]
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Dataset:
+    return Dataset(tmp_path / "dataset")
+
+
+@pytest.fixture
+def good_dataset(tmp_path) -> Path:
+    """30 Train + 8 Test legible samples with mixed case labels."""
+    ds = Dataset(tmp_path / "good")
+    for i, word in enumerate(words(38, seed=1)):
+        split = "Train" if i < 30 else "Test"
+        ds.sample(split, f"img/{i // 10}/{i}_{word}.jpg", word.upper() if i % 3 == 0 else word, height=32 + i % 20)
+    return ds.write()
+
+
+def run_cli(*args: str, check: bool = False, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """The installed command as a user runs it: a fresh process, text output captured."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "shadownet", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env, **kwargs,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"shadownet {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, by relative path."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
