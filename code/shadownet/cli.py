@@ -8,7 +8,6 @@ paths and config objects. Every long flag is accepted with underscores too
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path
@@ -113,13 +112,17 @@ def _run_validate(args) -> int:
 
 def _run_synth(args) -> int:
     from .parallel import default_workers
+    from .progress import Progress
     from .synth import SynthConfig, generate
 
     config = SynthConfig(out_dir=args.out, count=args.count, kind=args.kind, seed=args.seed,
                          test_ratio=args.test_ratio, workers=args.workers or default_workers(),
                          fonts=tuple(args.font))
-    result = generate(config)
-    print(f"wrote {args.kind} dataset to {args.out}: {json.dumps(result)}", file=sys.stderr)
+    progress = Progress(args.count, "synth")
+    result = generate(config, progress=lambda done, total: progress.update(done - progress.done))
+    progress.close()
+    print(f"wrote {result['train']} Train and {result['test']} Test {args.kind} samples to {args.out}",
+          file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,464 @@
+"""Synthetic training data: render text images and write them in the seed layout.
+
+Layout written under ``OUT`` (the same one the seed data set uses)::
+
+    OUT/char_dict.json, OUT/ord_map.json
+    OUT/Train/sample.txt, OUT/Test/sample.txt     "/images/000/000123.jpg coley"
+    OUT/images/000/000123.jpg
+
+Every sample is a pure function of ``(seed, index)``: it gets its own random
+generator, and whether it lands in Test is decided by a permutation seeded
+from ``(seed, count)``. So the output bytes do not depend on ``workers`` or on
+how indices are split into chunks.
+
+``workers > 1`` uses "spawn" worker processes, so a script that calls
+:func:`generate` must guard its top level with ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, features
+
+from .charset import CHAR_DICT_FILE, ORD_MAP_FILE, Charset
+from .errors import ShadownetError
+from .fileio import partial_name, write_text_atomic
+from .parallel import ordered_map
+
+KINDS = ("lines", "captcha", "digits")
+CHARSET_PRESET = "digits_lower"
+JPEG_QUALITY = 90
+CAPTCHA_SIZE = (120, 40)  # width, height
+CAPTCHA_LENGTH = 4
+SPLIT_FILES = {"train": Path("Train") / "sample.txt", "test": Path("Test") / "sample.txt"}
+
+_DIGITS = "0123456789"
+_CAPTCHA_CHARS = _DIGITS + "abcdefghijklmnopqrstuvwxyz"
+# Distinct from any per-sample key [seed, index] (which has two entries), so
+# the train/test split never shares a random stream with a sample.
+_SPLIT_STREAM_TAG = 0x5717
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate; see :func:`generate`."""
+
+    out_dir: Path
+    count: int
+    kind: str = "lines"
+    seed: int = 0
+    test_ratio: float = 0.1
+    workers: int = 1
+    fonts: tuple[Path, ...] = ()
+
+
+# ----------------------------------------------------------------------------------------
+# Fonts and words
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """The read-only inputs of rendering: font files and the word list.
+
+    Built once per chunk of samples so a font file is read once, not once per
+    image. ``fonts[i] is None`` stands for Pillow's built-in scalable font.
+    """
+
+    fonts: tuple[bytes | None, ...] = field(repr=False)
+    words: tuple[str, ...] = field(repr=False)
+
+    @classmethod
+    def create(cls, font_files: Sequence[Path] = ()) -> "Renderer":
+        """Built-in font plus ``font_files``; raises ShadownetError if one cannot be used."""
+        if not features.check("freetype2"):
+            raise ShadownetError("Pillow was built without FreeType; synthetic text cannot be rendered")
+        fonts: list[bytes | None] = [None]
+        for path in font_files:
+            fonts.append(_read_font(Path(path)))
+        return cls(tuple(fonts), _load_words())
+
+    def pick(self, rng: np.random.Generator) -> int:
+        """Which font to use, chosen by ``rng`` (an index for :meth:`font`)."""
+        return int(rng.integers(len(self.fonts)))
+
+    def font(self, choice: int, size: int) -> ImageFont.FreeTypeFont:
+        """Font number ``choice`` at ``size`` pixels."""
+        data = self.fonts[choice]
+        if data is None:
+            return ImageFont.load_default(size=size)
+        return ImageFont.truetype(io.BytesIO(data), size=size)
+
+
+def _read_font(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ShadownetError(f"font {path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        ImageFont.truetype(io.BytesIO(data), size=20).getbbox("a0")
+    except (OSError, ValueError) as exc:
+        raise ShadownetError(f"font {path}: not a usable TrueType/OpenType font ({exc})") from None
+    return data
+
+
+def _load_words() -> tuple[str, ...]:
+    text = resources.files("shadownet").joinpath("resources", "words.txt").read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+# ----------------------------------------------------------------------------------------
+# Rendering
+# ----------------------------------------------------------------------------------------
+
+
+def render(kind: str, rng: np.random.Generator, renderer: Renderer | None = None) -> tuple[np.ndarray, str]:
+    """Render one sample of ``kind``: an (H, W, 3) uint8 RGB image and its label.
+
+    ``rng`` is a numpy Generator and the only source of randomness, so the
+    same generator state always gives the same image. ``renderer`` defaults
+    to the built-in font only.
+    """
+    if kind not in KINDS:
+        raise ShadownetError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(KINDS)}")
+    renderer = renderer or Renderer.create()
+    if kind == "captcha":
+        return _render_captcha(rng, renderer)
+    if kind == "digits":
+        text = _random_number(rng, int(rng.integers(3, 9)))
+        return _render_line(text, int(rng.integers(32, 49)), rng, renderer), text
+    text = _random_line_text(rng, renderer.words)
+    return _render_line(text, int(rng.integers(32, 65)), rng, renderer), text
+
+
+def _random_number(rng: np.random.Generator, length: int) -> str:
+    # Real numbers rarely start with 0, except 0 itself.
+    first = _DIGITS[int(rng.integers(1 if length > 1 else 0, 10))]
+    return first + "".join(_DIGITS[i] for i in rng.integers(0, 10, size=length - 1))
+
+
+def _random_line_text(rng: np.random.Generator, words: Sequence[str]) -> str:
+    if rng.random() < 0.25:
+        return _random_number(rng, int(rng.integers(1, 8)))
+    word = words[int(rng.integers(len(words)))]
+    case = rng.random()
+    if case < 0.6:
+        return word
+    if case < 0.85:
+        return word.capitalize()
+    return word.upper()
+
+
+def _text_mask(text: str, font: ImageFont.FreeTypeFont, angle: float) -> tuple[np.ndarray, float]:
+    """Anti-aliased coverage of ``text`` rotated by ``angle``, cropped to the ink.
+
+    Returns the mask and the row (in the cropped mask) where the middle of the
+    font's line box ended up, so lines can be placed by their line box rather
+    than by their ink: "one" and "Typing" then sit at the same height.
+    """
+    ascent, descent = font.getmetrics()
+    left, top, right, bottom = font.getbbox(text)
+    # The canvas holds both the line box and the ink (some glyphs overshoot the line box).
+    box_top, box_bottom = min(0, top), max(ascent + descent, bottom)
+    pad = 4
+    image = Image.new("L", (right - left + 2 * pad, box_bottom - box_top + 2 * pad), 0)
+    ImageDraw.Draw(image).text((pad - left, pad - box_top), text, fill=255, font=font)
+    # Offset of the line box's middle from the canvas centre; a rotation of a few
+    # degrees about the centre leaves it nearly unchanged.
+    offset = pad - box_top + (ascent + descent) / 2 - image.height / 2
+    if angle:
+        image = image.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
+    ink = image.getbbox()
+    if ink is None:
+        raise ShadownetError(f"the font renders no ink for {text!r}; it probably lacks these glyphs")
+    return np.asarray(image.crop(ink)), image.height / 2 + offset - ink[1]
+
+
+def _fit(mask: np.ndarray, max_width: int | None, max_height: int) -> tuple[np.ndarray, float]:
+    """Shrink ``mask`` (never enlarge) so it fits; returns it and the scale used."""
+    scale = min(1.0, max_height / mask.shape[0])
+    if max_width is not None:
+        scale = min(scale, max_width / mask.shape[1])
+    if scale >= 1.0:
+        return mask, 1.0
+    size = (max(1, int(mask.shape[1] * scale)), max(1, int(mask.shape[0] * scale)))
+    return cv2.resize(mask, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _background_colours(rng: np.random.Generator, light: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Two nearby colours for a gradient, within 180..255 (light) or 0..100 (dark)."""
+    base = rng.integers(205, 256, size=3) if light else rng.integers(0, 76, size=3)
+    other = np.clip(base + rng.integers(-25, 26, size=3), 0, 255)
+    return base.astype(np.float32), other.astype(np.float32)
+
+
+def _background(height: int, width: int, colours: tuple[np.ndarray, np.ndarray], rng) -> np.ndarray:
+    """A linear gradient between the two ``colours`` in a random direction, float32 RGB."""
+    theta = rng.uniform(0, 2 * math.pi)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    along = xs * math.cos(theta) + ys * math.sin(theta)
+    span = float(along.max() - along.min()) or 1.0
+    t = ((along - along.min()) / span)[..., None]
+    return colours[0] * (1 - t) + colours[1] * t
+
+
+def _paint(image: np.ndarray, mask: np.ndarray, top: int, left: int, colour: np.ndarray) -> np.ndarray:
+    """Blend ``colour`` into ``image`` through ``mask`` placed at (top, left); the mask must fit."""
+    height, width = mask.shape
+    assert 0 <= top and top + height <= image.shape[0] and 0 <= left and left + width <= image.shape[1]
+    region = image[top : top + height, left : left + width]
+    alpha = (mask.astype(np.float32) / 255.0)[..., None]
+    image[top : top + height, left : left + width] = region * (1 - alpha) + colour * alpha
+    return image
+
+
+def _finish(image: np.ndarray, rng: np.random.Generator, max_sigma: float) -> np.ndarray:
+    """Optional slight blur and mild sensor noise, then back to uint8.
+
+    Noise stays mild because the record writer re-encodes these as JPEG and
+    noise is what makes a JPEG large.
+    """
+    if rng.random() < 0.3:
+        image = cv2.GaussianBlur(image, (3, 3), float(rng.uniform(0.4, 0.9)))
+    sigma = rng.uniform(0.0, max_sigma)
+    image = image + rng.normal(0.0, sigma, size=image.shape).astype(np.float32)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _render_line(text: str, height: int, rng: np.random.Generator, renderer: Renderer) -> np.ndarray:
+    """One token on one line, fully inside a ``height``-pixel-high image."""
+    margin = 2
+    choice = renderer.pick(rng)
+    # Size the font by its line box (ascent + descent), measured at 100 px.
+    ascent, descent = renderer.font(choice, 100).getmetrics()
+    size = max(8, round(100 * height * rng.uniform(0.55, 0.85) / (ascent + descent)))
+    mask, middle = _text_mask(text, renderer.font(choice, size), float(rng.uniform(-3.0, 3.0)))
+    # Rotating a long word raises its ink box; shrink rather than crop.
+    mask, scale = _fit(mask, None, height - 2 * margin)
+    ink_h, ink_w = mask.shape
+    # Line box middle near the image middle, then clamped so the ink stays inside.
+    top = round(height / 2 + rng.uniform(-0.08, 0.08) * height - middle * scale)
+    top = min(max(top, margin), height - margin - ink_h)
+    most = max(margin + 1, height // 2)
+    left = int(rng.integers(margin, most + 1))
+    width = left + ink_w + int(rng.integers(margin, most + 1))
+
+    # Text in the opposite band of 0..255 from the background: >= ~80 apart per channel.
+    light = bool(rng.random() < 0.75)
+    image = _background(height, width, _background_colours(rng, light), rng)
+    colour = rng.integers(0, 101, size=3) if light else rng.integers(180, 256, size=3)
+    image = _paint(image, mask, top, left, colour.astype(np.float32))
+    return _finish(image, rng, max_sigma=6.0)
+
+
+def _render_captcha(rng: np.random.Generator, renderer: Renderer) -> tuple[np.ndarray, str]:
+    """Four characters in a fixed 120x40 image, each rotated, sized and placed on its own."""
+    width, height = CAPTCHA_SIZE
+    # Larger than the warp's reach (<= 1.5 px), so warping never pushes ink out.
+    margin = 3
+    text = "".join(_CAPTCHA_CHARS[i] for i in rng.integers(0, len(_CAPTCHA_CHARS), size=CAPTCHA_LENGTH))
+    slot = (width - 2 * margin) / CAPTCHA_LENGTH
+
+    # Dark characters on a light ground, like the classic captcha task.
+    image = _background(height, width, _background_colours(rng, light=True), rng)
+    for position, char in enumerate(text):
+        font = renderer.font(renderer.pick(rng), int(rng.integers(28, 38)))
+        mask, _ = _text_mask(char, font, float(rng.uniform(-25.0, 25.0)))
+        # Wide glyphs shrink to their slot so neighbours can touch but not merge.
+        mask, _ = _fit(mask, int(slot), height - 2 * margin)
+        ink_h, ink_w = mask.shape
+        centre = margin + slot * (position + 0.5) + rng.uniform(-3.0, 3.0)
+        left = min(max(round(centre - ink_w / 2), margin), width - margin - ink_w)
+        top = int(rng.integers(margin, height - margin - ink_h + 1))
+        image = _paint(image, mask, top, left, rng.integers(0, 91, size=3).astype(np.float32))
+
+    image = _interference(image, rng)
+    image = _warp(image, rng)
+    return _finish(image, rng, max_sigma=4.0), text
+
+
+def _interference(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A few thin lines and dots; thin and lighter than the text so they never hide a glyph."""
+    height, width = image.shape[:2]
+    image = np.ascontiguousarray(image)
+    for _ in range(int(rng.integers(2, 5))):
+        start = (int(rng.integers(0, width // 3)), int(rng.integers(0, height)))
+        end = (int(rng.integers(2 * width // 3, width)), int(rng.integers(0, height)))
+        colour = tuple(float(c) for c in rng.integers(100, 171, size=3))
+        cv2.line(image, start, end, colour, thickness=1, lineType=cv2.LINE_AA)
+    count = int(rng.integers(30, 81))
+    xs = rng.integers(0, width, size=count)
+    ys = rng.integers(0, height, size=count)
+    image[ys, xs] = rng.integers(0, 256, size=(count, 3)).astype(np.float32)
+    return image
+
+
+def _warp(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A gentle sinusoidal displacement (at most 1.5 px) in both directions."""
+    height, width = image.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    amp_x, amp_y = rng.uniform(0.5, 1.5, size=2)
+    period_y, period_x = rng.uniform(20.0, 40.0), rng.uniform(40.0, 90.0)
+    phase_x, phase_y = rng.uniform(0, 2 * math.pi, size=2)
+    map_x = xs + amp_x * np.sin(2 * math.pi * ys / period_y + phase_x)
+    map_y = ys + amp_y * np.sin(2 * math.pi * xs / period_x + phase_y)
+    return cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32),
+                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+# ----------------------------------------------------------------------------------------
+# Writing a data set
+# ----------------------------------------------------------------------------------------
+
+
+def image_relpath(index: int) -> str:
+    """Path of sample ``index`` as written in sample.txt: "/images/000/000123.jpg"."""
+    return f"/images/{index // 1000:03d}/{index:06d}.jpg"
+
+
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator that alone decides sample ``index`` of a run with ``seed``."""
+    return np.random.default_rng([seed, index])
+
+
+def holdout_mask(seed: int, count: int, test_ratio: float) -> np.ndarray:
+    """Boolean mask over 0..count-1: True where the sample goes to Test.
+
+    Exactly ``round(count * test_ratio)`` samples, capped so Train keeps at least one.
+    """
+    n_test = min(int(round(count * test_ratio)), count - 1)
+    order = np.random.default_rng([seed, count, _SPLIT_STREAM_TAG]).permutation(count)
+    mask = np.zeros(count, dtype=bool)
+    mask[order[count - n_test :]] = True
+    return mask
+
+
+def _write_image(out_dir: Path, index: int, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ShadownetError(f"could not encode sample {index} as JPEG")
+    final = out_dir / image_relpath(index).lstrip("/")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Temp name + rename: a killed run leaves either the whole image or none.
+    tmp = partial_name(final)
+    tmp.write_bytes(encoded.tobytes())
+    os.replace(tmp, final)
+
+
+def _write_chunk(task: tuple[str, str, int, tuple[str, ...], int, int]) -> list[str]:
+    """Render and write samples ``start .. stop-1``; return only their labels.
+
+    Runs in worker processes, so it takes plain picklable values and reads
+    the fonts itself.
+    """
+    out_dir, kind, seed, font_files, start, stop = task
+    renderer = Renderer.create(tuple(Path(f) for f in font_files))
+    labels = []
+    for index in range(start, stop):
+        image, label = render(kind, sample_rng(seed, index), renderer)
+        _write_image(Path(out_dir), index, image)
+        labels.append(label)
+    return labels
+
+
+def _chunks(count: int, workers: int) -> list[tuple[int, int]]:
+    # Small enough to balance the workers and report progress, large enough that
+    # per-task overhead (pickling, reading fonts) does not show.
+    size = min(256, max(8, count // (workers * 8)))
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def _labels_in_order(config: SynthConfig, progress) -> Iterator[str]:
+    fonts = tuple(str(f) for f in config.fonts)
+    tasks = (
+        (str(config.out_dir), config.kind, config.seed, fonts, start, stop)
+        for start, stop in _chunks(config.count, config.workers)
+    )
+    done = 0
+    with contextlib.closing(ordered_map(_write_chunk, tasks, config.workers)) as results:
+        for labels in results:
+            yield from labels
+            done += len(labels)
+            if progress is not None:
+                progress(done, config.count)
+
+
+def _validate(config: SynthConfig) -> None:
+    def is_int(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if not is_int(config.count) or config.count < 1:
+        raise ShadownetError(f"count must be a whole number of at least 1, got {config.count!r}")
+    if config.kind not in KINDS:
+        raise ShadownetError(f"unknown synthetic kind {config.kind!r}; choose one of {', '.join(KINDS)}")
+    if not is_int(config.seed) or config.seed < 0:
+        raise ShadownetError(f"seed must be a whole number >= 0, got {config.seed!r}")
+    ratio = config.test_ratio
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0.0 <= ratio < 1.0:
+        raise ShadownetError(f"test ratio must be in [0, 1), got {ratio!r}")
+    if not is_int(config.workers) or config.workers < 1:
+        raise ShadownetError(f"workers must be a whole number of at least 1, got {config.workers!r}")
+    out_dir = Path(config.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ShadownetError(f"{out_dir}: exists and is not a directory")
+
+
+def _invalidate_index(out_dir: Path) -> None:
+    """Remove an earlier run's index files before overwriting its images.
+
+    Otherwise a run killed midway would leave an old, complete-looking index
+    pointing at a mix of old and new images.
+    """
+    for name in (CHAR_DICT_FILE, ORD_MAP_FILE, *map(str, SPLIT_FILES.values())):
+        try:
+            (out_dir / name).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def generate(config: SynthConfig, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write ``config.count`` synthetic samples under ``config.out_dir`` in the seed layout.
+
+    ``progress(done, total)`` is called after each chunk. Images are written
+    first; sample.txt files and the JSON dictionaries last, so only a finished
+    run looks like a data set. Same config -> byte-identical files, whatever
+    ``workers``. Returns a summary: train/test counts, charset preset, etc.
+    """
+    _validate(config)
+    Renderer.create(config.fonts)  # fail on a bad font before any work starts
+    out_dir = Path(config.out_dir)
+    charset = Charset.from_preset(CHARSET_PRESET)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _invalidate_index(out_dir)
+    except OSError as exc:
+        raise ShadownetError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
+
+    is_test = holdout_mask(config.seed, config.count, config.test_ratio)
+    lines: dict[str, list[str]] = {"train": [], "test": []}
+    for index, label in enumerate(_labels_in_order(config, progress)):
+        lines["test" if is_test[index] else "train"].append(f"{image_relpath(index)} {label}\n")
+
+    for split, relpath in SPLIT_FILES.items():
+        (out_dir / relpath).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / relpath, "".join(lines[split]))
+    charset.save(out_dir)
+    return {
+        "train": len(lines["train"]),
+        "test": len(lines["test"]),
+        "charset": CHARSET_PRESET,
+        "kind": config.kind,
+        "count": config.count,
+        "seed": config.seed,
+        "out_dir": str(out_dir),
+    }
