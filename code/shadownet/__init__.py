@@ -1,8 +1,4 @@
 """shadownet: CRNN text recognition trained as containerised cloud jobs."""
 
-from importlib.metadata import PackageNotFoundError, version as _version
-
-try:
-    __version__ = _version("shadownet")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
+# Single source of the version: pyproject.toml reads it from here.
+__version__ = "0.1.0"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -84,6 +84,15 @@ def normalize_path(path: str) -> str:
     return normalized
 
 
+def read_sample(handle: BinaryIO, name: str, offset: int, line: int) -> Sample:
+    """The line at byte ``offset`` of an open annotation file (binary mode), as a Sample."""
+    handle.seek(offset)
+    parsed = parse_line(handle.readline().rstrip(b"\n"))
+    if parsed is None:  # offsets come from an index of non-blank lines
+        raise LineError("malformed_line", "blank line")
+    return Sample(name, line, parsed[0], parsed[1])
+
+
 class AnnotationIndex:
     """Line offsets of one annotation file; samples are read back on demand."""
 
@@ -115,12 +124,7 @@ class AnnotationIndex:
         """The i-th non-blank line as a Sample; raises LineError when malformed."""
         if self._handle is None:
             self._handle = open(self.path, "rb")
-        self._handle.seek(int(self.offsets[i]))
-        raw = self._handle.readline().rstrip(b"\n")
-        parsed = parse_line(raw)
-        if parsed is None:  # cannot happen for an indexed line, but keep the type honest
-            raise LineError("malformed_line", "blank line")
-        return Sample(self.name, int(self.line_numbers[i]), parsed[0], parsed[1])
+        return read_sample(self._handle, self.name, int(self.offsets[i]), int(self.line_numbers[i]))
 
     def __iter__(self) -> Iterator[tuple[int, Sample | LineError]]:
         """All lines in file order: ``(i, Sample)`` or ``(i, LineError)``."""

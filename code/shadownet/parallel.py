@@ -11,9 +11,14 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator, TypeVar
+
+from .errors import ShadownetError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,6 +42,19 @@ def _die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _start_method() -> str:
+    """fork where it is safe, spawn elsewhere.
+
+    Forking copies the loaded modules, so workers start at once instead of importing
+    NumPy and OpenCV again (a third of a second each, a large share of a short run).
+    But a fork of a process that runs other threads, TensorFlow's above all, can
+    deadlock in the child: then, and off Linux, workers are spawned afresh.
+    """
+    if sys.platform == "linux" and threading.active_count() == 1 and "tensorflow" not in sys.modules:
+        return "fork"
+    return "spawn"
+
+
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int | None = None) -> Iterator[R]:
     """``map(fn, items)`` on ``workers`` processes, in order, with a bounded number of items in flight.
 
@@ -47,8 +65,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
         yield from map(fn, items)
         return
     window = window or workers * 4
-    # spawn, not fork: forking a process that has loaded TensorFlow or OpenCV threads can deadlock.
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(_start_method())
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with_parent)
     pending: deque = deque()
     try:
@@ -58,5 +75,9 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    except BrokenProcessPool:
+        raise ShadownetError(
+            "a worker process died unexpectedly (killed, or out of memory?); try fewer --workers"
+        ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

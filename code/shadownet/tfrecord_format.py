@@ -54,24 +54,27 @@ def text_line_example(
     image: bytes, image_format: str, width: int, height: int, source: str, ids: list[int], text: str
 ) -> bytes:
     """Serialized ``tf.train.Example`` of one sample, keys in sorted order (deterministic bytes)."""
-    features = {
-        IMAGE_ENCODED: _bytes_feature([image]),
-        IMAGE_FORMAT: _bytes_feature([image_format.encode()]),
-        IMAGE_HEIGHT: _int64_feature([height]),
-        IMAGE_SOURCE: _bytes_feature([source.encode("utf-8")]),
-        IMAGE_WIDTH: _int64_feature([width]),
-        LABEL_IDS: _int64_feature(ids),
-        LABEL_LENGTH: _int64_feature([len(ids)]),
-        LABEL_TEXT: _bytes_feature([text.encode("utf-8")]),
-    }
-    entries = b"".join(
-        _field(1, _field(1, key.encode()) + _field(2, value)) for key, value in sorted(features.items())
-    )
+    # Runs once per image in the workers: keep it to byte concatenation.
+    entries = b"".join((
+        _entry(IMAGE_ENCODED, _bytes_feature(image)),
+        _entry(IMAGE_FORMAT, _bytes_feature(image_format.encode())),
+        _entry(IMAGE_HEIGHT, _int64_feature(_varint(height))),
+        _entry(IMAGE_SOURCE, _bytes_feature(source.encode("utf-8"))),
+        _entry(IMAGE_WIDTH, _int64_feature(_varint(width))),
+        _entry(LABEL_IDS, _int64_feature(b"".join(map(_varint, ids)))),
+        _entry(LABEL_LENGTH, _int64_feature(_varint(len(ids)))),
+        _entry(LABEL_TEXT, _bytes_feature(text.encode("utf-8"))),
+    ))
     return _field(1, entries)  # Example.features
 
 
 # -- protobuf wire format (only what Example needs) ------------------------------------------
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
     value &= (1 << 64) - 1  # negative int64 -> two's complement, as protobuf does
     out = bytearray()
     while value > 0x7F:
@@ -86,13 +89,24 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _bytes_feature(values: list[bytes]) -> bytes:
-    return _field(1, b"".join(_field(1, v) for v in values))  # Feature.bytes_list{value*}
+_KEY_FIELDS = {
+    key: _field(1, key.encode())
+    for key in (IMAGE_ENCODED, IMAGE_FORMAT, IMAGE_WIDTH, IMAGE_HEIGHT, IMAGE_SOURCE, LABEL_IDS, LABEL_LENGTH,
+                LABEL_TEXT)
+}
 
 
-def _int64_feature(values: list[int]) -> bytes:
-    packed = b"".join(_varint(v) for v in values)
-    return _field(3, _field(1, packed))  # Feature.int64_list{packed value}
+def _entry(key: str, feature: bytes) -> bytes:
+    """One entry of the Features map ({key = 1, value = 2}), as a field 1 of Features."""
+    return _field(1, _KEY_FIELDS[key] + _field(2, feature))
+
+
+def _bytes_feature(value: bytes) -> bytes:
+    return _field(1, _field(1, value))  # Feature.bytes_list{value}
+
+
+def _int64_feature(packed_varints: bytes) -> bytes:
+    return _field(3, _field(1, packed_varints))  # Feature.int64_list{packed value*}
 
 
 # -- TFRecord framing --------------------------------------------------------------------------

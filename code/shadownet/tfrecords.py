@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import __version__
-from .annotations import TEST_FILE, TRAIN_FILE, LineError, Sample
+from .annotations import TEST_FILE, TRAIN_FILE, LineError, read_sample
 from .charset import Charset
 from .errors import DataError, ShadownetError
 from .fileio import PARTIAL_SUFFIX, partial_name, write_text_atomic
@@ -63,14 +63,15 @@ def shard_of(position: int, count: int, shards: int) -> int:
 
 
 @dataclass(frozen=True)
-class Work:
-    """What a worker needs for one sample (small: travels between processes)."""
+class Chunk:
+    """Consecutive positions of one split. Workers read the annotation lines themselves,
+    so that the parent process (which shares the cores) does little more than write."""
 
     split: str
-    position: int
-    sample: Sample
-    ids: list[int]
-    text: str
+    start: int
+    file: str
+    offsets: np.ndarray
+    lines: np.ndarray
 
 
 def run(config: TFRecordsConfig, on_progress: Callable[[int, int], None] | None = None) -> dict:
@@ -102,14 +103,14 @@ def run(config: TFRecordsConfig, on_progress: Callable[[int, int], None] | None 
     progress = Progress(total, "tfrecords" if config.save_dir else "validate")
     worker = functools.partial(_process_chunk, dataset_dir, policy, config.save_dir is not None)
     try:
-        batches = contextlib.closing(ordered_map(worker, _chunks(scan, plan, policy), config.workers))
+        batches = contextlib.closing(ordered_map(worker, _chunks(scan, plan), config.workers))
         with batches as stream:
-            for results in stream:
-                for work, result in results:
+            for split, start, results in stream:
+                for position, result in enumerate(results, start):
                     if isinstance(result, Problem):
                         problems.append(result)
                     else:
-                        writer.write(work.split, work.position, result)
+                        writer.write(split, position, result)
                 progress.update(len(results))
                 if on_progress:
                     on_progress(progress.done, total)
@@ -141,38 +142,36 @@ def _plan_splits(usable: dict[str, np.ndarray], ratio: float, seed: int) -> dict
     }
 
 
-def _chunks(scan, plan, policy: LabelPolicy) -> Iterator[list[Work]]:
+def _chunks(scan, plan) -> Iterator[Chunk]:
     for split in SPLITS:
         file_name, rows = plan[split]
         index = scan.indexes[file_name]
         for start in range(0, len(rows), CHUNK_SIZE):
-            chunk = []
-            for position in range(start, min(start + CHUNK_SIZE, len(rows))):
-                sample = index.read(int(rows[position]))
-                ids, text = policy.encode(sample)  # passed the text checks already
-                chunk.append(Work(split, position, sample, ids, text))
-            yield chunk
+            selected = rows[start : start + CHUNK_SIZE]
+            yield Chunk(split, start, file_name, index.offsets[selected], index.line_numbers[selected])
 
 
-def _process_chunk(dataset_dir: Path, policy: LabelPolicy, build: bool, chunk: list[Work]):
-    """Worker side: check each image and, when ``build``, return its framed record bytes."""
+def _process_chunk(dataset_dir: Path, policy: LabelPolicy, build: bool, chunk: Chunk):
+    """Worker side: ``(split, start, [framed record bytes or Problem per position])``."""
     out = []
-    for work in chunk:
-        sample = work.sample
-        try:
-            data, image = check_image(dataset_dir, sample, work.ids, work.text, policy)
-            if not build:
-                out.append((work, b""))
+    with open(dataset_dir / chunk.file, "rb") as annotations:
+        for offset, line in zip(chunk.offsets.tolist(), chunk.lines.tolist()):
+            sample = read_sample(annotations, chunk.file, offset, line)
+            try:
+                ids, text = policy.encode(sample)  # passed the text checks already
+                data, image = check_image(dataset_dir, sample, ids, text, policy)
+                if not build:
+                    out.append(b"")
+                    continue
+                encoded, width, height = normalize(data, image, policy.geometry)
+            except (ImageError, LineError) as exc:
+                out.append(Problem(sample.file, sample.line, exc.code, str(exc), sample.path))
                 continue
-            encoded, width, height = normalize(data, image, policy.geometry)
-        except (ImageError, LineError) as exc:
-            out.append((work, Problem(sample.file, sample.line, exc.code, str(exc), sample.path)))
-            continue
-        example = text_line_example(
-            encoded, policy.geometry.image_format, width, height, sample.path, work.ids, work.text
-        )
-        out.append((work, frame(example)))
-    return out
+            example = text_line_example(
+                encoded, policy.geometry.image_format, width, height, sample.path, ids, text
+            )
+            out.append(frame(example))
+    return chunk.split, chunk.start, out
 
 
 class _ShardWriter:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -85,9 +86,9 @@ def check_image(dataset_dir: Path, sample: Sample, ids: list[int], text: str, po
     Raises ImageError or LineError with the problem. The label-length check uses
     the width the image will have once normalised.
     """
-    path = Path(dataset_dir) / sample.path
     try:
-        data = path.read_bytes()
+        with open(os.path.join(dataset_dir, sample.path), "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
         raise ImageError("image_missing", f"image not found: {sample.path}") from None
     except IsADirectoryError:
@@ -95,7 +96,7 @@ def check_image(dataset_dir: Path, sample: Sample, ids: list[int], text: str, po
     except OSError as exc:
         raise ImageError("image_unreadable", f"cannot read image {sample.path}: {exc.strerror}") from None
     try:
-        image = decode(data)
+        image = decode(data, min_height=policy.geometry.height)
     except ImageError as exc:
         raise ImageError(exc.code, f"{exc}: {sample.path}") from None
     height, width = image.shape[:2]

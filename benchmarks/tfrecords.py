@@ -1,0 +1,202 @@
+"""Benchmark: ``shadownet tfrecords`` against the original writer, on the same synthetic images.
+
+In one run it
+1. generates ``--count`` (and ``--rss-count``) synthetic ``lines`` images with ``shadownet synth``;
+2. times the original way of writing records, as CRNN_Tensorflow's ``write_text_features.py`` did it:
+   OpenCV read, resize to 100x32, raw pixel bytes, every image held in memory, one file per split,
+   ``tf.train.Example`` + ``tf.io.TFRecordWriter`` in a single process;
+3. times ``shadownet tfrecords`` with 1 worker and with every core;
+4. measures the peak RSS of the whole process tree (parent + workers) for ``--count`` and
+   ``--rss-count`` images, to show that memory does not grow with the dataset.
+
+Each measurement runs in a fresh process (so imports and caches do not leak between them) and
+times only the writing, not the interpreter start or imports. Prints one JSON line.
+
+    python benchmarks/tfrecords.py --count 10000 --rss-count 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from shadownet.parallel import default_workers
+
+
+# -- the original writer, reproduced ------------------------------------------------------------
+def original_writer(dataset_dir: Path, save_dir: Path, validation_ratio: float = 0.1, seed: int = 0) -> int:
+    import cv2
+    import numpy as np
+    import tensorflow as tf
+
+    char_dict = json.loads((dataset_dir / "char_dict.json").read_text())
+    ord_map = json.loads((dataset_dir / "ord_map.json").read_text())
+    index_of = {v: int(k) for k, v in ord_map.items()}
+    del char_dict  # the original loaded it too, for decoding
+
+    def load(split):
+        # As the original data provider: read every image into one in-memory array.
+        info = [line.split(" ", 1) for line in (dataset_dir / split / "sample.txt").read_text().splitlines()]
+        images = np.array([cv2.resize(cv2.imread(str(dataset_dir / p.lstrip("/")), cv2.IMREAD_COLOR), (100, 32))
+                           for p, _ in info])
+        labels = [[index_of[str(ord(c))] for c in label.lower()] for _, label in info]
+        names = [p for p, _ in info]
+        return images, labels, names
+
+    def write(path, images, labels, names):
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for image, label, name in zip(images, labels, names):
+                features = tf.train.Features(feature={
+                    "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=label)),
+                    "images": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+                    "imagenames": tf.train.Feature(bytes_list=tf.train.BytesList(value=[name.encode()])),
+                })
+                writer.write(tf.train.Example(features=features).SerializeToString())
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    images, labels, names = load("Train")
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_val = int(round(validation_ratio * len(images)))
+    val, train = order[:n_val], order[n_val:]
+    write(save_dir / "train_feature.tfrecords", images[train], [labels[i] for i in train], [names[i] for i in train])
+    write(save_dir / "validation_feature.tfrecords", images[val], [labels[i] for i in val], [names[i] for i in val])
+    test_images, test_labels, test_names = load("Test")
+    write(save_dir / "test_feature.tfrecords", test_images, test_labels, test_names)
+    return len(images) + len(test_images)
+
+
+def ours(dataset_dir: Path, save_dir: Path, workers: int) -> int:
+    from shadownet.tfrecords import TFRecordsConfig, run
+
+    counts = run(TFRecordsConfig(dataset_dir, save_dir, workers=workers))["counts"]
+    return sum(counts.values())
+
+
+def measure(kind: str, dataset_dir: Path, save_dir: Path, workers: int) -> dict:
+    """Runs in the child process: the writing alone, timed."""
+    if kind == "original":
+        import cv2  # noqa: F401  imports are not part of the writer's time
+        import tensorflow  # noqa: F401
+    else:
+        import shadownet.tfrecords  # noqa: F401
+    start = time.perf_counter()
+    images = original_writer(dataset_dir, save_dir) if kind == "original" else ours(dataset_dir, save_dir, workers)
+    seconds = time.perf_counter() - start
+    total_bytes = sum(p.stat().st_size for p in save_dir.glob("*.tfrecords"))
+    return {"images": images, "seconds": round(seconds, 3), "images_per_s": round(images / seconds, 1),
+            "bytes_per_record": round(total_bytes / images, 1)}
+
+
+# -- measuring a process tree --------------------------------------------------------------------
+def _tree_rss_bytes(root: int) -> int:
+    """Sum of VmRSS over ``root`` and all its descendants (Linux /proc)."""
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                stack.extend(int(c) for c in children.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def run_measured(kind: str, dataset_dir: Path, save_dir: Path, workers: int) -> dict:
+    shutil.rmtree(save_dir, ignore_errors=True)
+    command = [sys.executable, __file__, "--measure", kind, "--dataset-dir", str(dataset_dir),
+               "--save-dir", str(save_dir), "--workers", str(workers)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = 0
+
+    def sample():
+        nonlocal peak
+        while process.poll() is None:
+            peak = max(peak, _tree_rss_bytes(process.pid))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    out, _ = process.communicate()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{kind} writer failed (exit {process.returncode})")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(peak / 2**20, 1)
+    return result
+
+
+def synthesize(out: Path, count: int, seed: int) -> Path:
+    marker = out / "Train" / "sample.txt"
+    if not marker.exists():
+        subprocess.run([sys.executable, "-m", "shadownet", "synth", "--out", str(out), "--count", str(count),
+                        "--seed", str(seed)], check=True, stderr=subprocess.DEVNULL)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--rss-count", type=int, default=100_000, help="0 to skip the memory-scaling run")
+    parser.add_argument("--work-dir", type=Path, help="keeps the synthetic datasets between runs")
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--measure", choices=("original", "ours"), help=argparse.SUPPRESS)
+    parser.add_argument("--dataset-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--save-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.dataset_dir, args.save_dir, args.workers)))
+        return
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="shadownet-bench-"))
+    data = synthesize(work / f"lines-{args.count}", args.count, seed=0)
+    original = run_measured("original", data, work / "out-original", 1)
+    one = run_measured("ours", data, work / "out-1", 1)
+    every = run_measured("ours", data, work / "out-all", args.workers)
+    report = {
+        "benchmark": "tfrecords",
+        "images": args.count,
+        "cores": default_workers(),
+        "workers": args.workers,
+        "original": original,
+        "shadownet_1_worker": one,
+        "shadownet_all_cores": every,
+        "speedup_1_worker": round(one["images_per_s"] / original["images_per_s"], 2),
+        "speedup_all_cores": round(every["images_per_s"] / original["images_per_s"], 2),
+        "size_ratio": round(every["bytes_per_record"] / original["bytes_per_record"], 3),
+    }
+    if args.rss_count:
+        big = synthesize(work / f"lines-{args.rss_count}", args.rss_count, seed=0)
+        large = run_measured("ours", big, work / "out-big", args.workers)
+        report["memory"] = {
+            f"peak_rss_mb_{args.count}": every["peak_rss_mb"],
+            f"peak_rss_mb_{args.rss_count}": large["peak_rss_mb"],
+            "ratio": round(large["peak_rss_mb"] / every["peak_rss_mb"], 3),
+            f"images_per_s_{args.rss_count}": large["images_per_s"],
+        }
+    report["goals_met"] = {
+        "speedup_all_cores>=1.8": report["speedup_all_cores"] >= 1.8,
+        "size_ratio<=0.5": report["size_ratio"] <= 0.5,
+    }
+    if "memory" in report:
+        report["goals_met"]["rss_ratio<=1.2"] = report["memory"]["ratio"] <= 1.2
+    for name in ("out-original", "out-1", "out-all", "out-big"):
+        shutil.rmtree(work / name, ignore_errors=True)
+    if not args.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

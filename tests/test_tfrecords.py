@@ -1,0 +1,236 @@
+"""Records: round trip through tf.data, sharding, determinism, atomicity under kill."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from shadownet import records, tfrecord_format
+from shadownet.images import ImageGeometry
+from shadownet.tfrecords import TFRecordsConfig, run
+
+from conftest import Dataset, run_cli, text_image, tree_digest, words
+
+
+def read_split(save_dir, split):
+    return list(records.load_split(save_dir, split).as_numpy_iterator())
+
+
+def test_round_trip_through_tf_data(tmp_path, good_dataset):
+    save = tmp_path / "records"
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, "--image-format", "png",
+            "--validation-ratio", "0.2", "--seed", "3", check=True)
+    manifest = records.read_manifest(save)
+    assert manifest["counts"] == {"train": 24, "validation": 6, "test": 8}
+    assert manifest["case"] == {"policy": "auto", "lowercase": True}
+    assert manifest["charset"]["blank_index"] == 36 and manifest["charset"]["num_classes"] == 37
+    charset = records.charset_of(manifest)
+
+    lines = {}
+    for split in ("Train", "Test"):
+        for line in (good_dataset / split / "sample.txt").read_text().splitlines():
+            path, label = line.split(" ", 1)
+            lines[path.lstrip("/")] = label
+    seen = set()
+    for split in ("train", "validation", "test"):
+        for example in read_split(save, split):
+            source = example["source"].decode()
+            seen.add(source)
+            text = example["text"].decode()
+            assert text == lines[source].lower()
+            assert charset.decode(example["label"]) == text
+            assert example["label_length"] == len(text)
+            # PNG is lossless: the stored pixels are exactly the source resized to height 32.
+            source_image = cv2.imread(str(good_dataset / source))
+            h, w = source_image.shape[:2]
+            expected_width = round(w * 32 / h)
+            assert example["image"].shape == (32, expected_width, 3)
+            assert (example["width"], example["height"]) == (expected_width, 32)
+            # Sources here are 32..51 px high: shrunk by less than 2x, which is done bilinearly.
+            expected = source_image if h == 32 else cv2.resize(source_image, (expected_width, 32),
+                                                               interpolation=cv2.INTER_LINEAR)
+            np.testing.assert_array_equal(example["image"], expected[:, :, ::-1])  # BGR -> RGB
+    assert seen == set(lines)
+
+
+def test_manifest_describes_the_files_exactly(tmp_path, good_dataset):
+    save = tmp_path / "records"
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, "--shards", "3", check=True)
+    manifest = json.loads((save / "manifest.json").read_text())
+    names = sorted(p.name for p in save.iterdir())
+    listed = sorted(f["name"] for s in manifest["splits"].values() for f in s["files"])
+    assert names == sorted(listed + ["manifest.json"])
+    assert "train_feature-00002-of-00003.tfrecords" in names
+    for split, info in manifest["splits"].items():
+        assert sum(f["records"] for f in info["files"]) == info["count"] == manifest["counts"][split]
+        for f in info["files"]:
+            data = (save / f["name"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"]
+            assert len(list(tfrecord_format.read_file(save / f["name"]))) == f["records"]
+
+
+def test_sharded_output_holds_the_same_records(tmp_path, good_dataset):
+    one, three = tmp_path / "one", tmp_path / "three"
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", one, check=True)
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", three, "--shards", "3", check=True)
+    for split in ("train", "validation", "test"):
+        whole = list(tfrecord_format.read_file(one / f"{split}_feature.tfrecords"))
+        parts = [r for k in range(3) for r in tfrecord_format.read_file(
+            three / tfrecord_format.shard_name(split, k, 3))]
+        assert parts == whole  # contiguous blocks, in the same order
+
+
+def test_our_bytes_are_what_tensorflow_writes(tmp_path):
+    example = tfrecord_format.text_line_example(b"\x89PNG..", "png", 57, 32, "a/b c.png", [3, 0, 35, 3], "3az3")
+    parsed = tf.train.Example.FromString(example).features.feature
+    assert parsed["label/ids"].int64_list.value == [3, 0, 35, 3]
+    assert parsed["image/source"].bytes_list.value == [b"a/b c.png"]
+    with tf.io.TFRecordWriter(str(tmp_path / "tf.tfrecords")) as writer:
+        writer.write(example)
+    assert (tmp_path / "tf.tfrecords").read_bytes() == tfrecord_format.frame(example)
+
+
+def test_fixed_mode_is_100_by_32(tmp_path, good_dataset):
+    save = tmp_path / "fixed"
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, "--input-mode", "fixed", check=True)
+    shapes = {example["image"].shape for example in read_split(save, "train")}
+    assert shapes == {(32, 100, 3)}
+    assert records.read_manifest(save)["image"]["width"] == 100
+
+
+def test_height_32_jpeg_is_stored_without_re_encoding(tmp_path):
+    ds = Dataset(tmp_path / "ds")
+    ds.sample("Train", "a.jpg", "abc", height=32)
+    ds.sample("Test", "b.jpg", "def", height=32)
+    ds.write()
+    save = tmp_path / "out"
+    run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", save, "--validation-ratio", "0", check=True)
+    raw = next(iter(tf.data.TFRecordDataset(str(save / "train_feature.tfrecords")))).numpy()
+    stored = tf.train.Example.FromString(raw).features.feature["image/encoded"].bytes_list.value[0]
+    assert stored == (ds.root / "a.jpg").read_bytes()
+
+
+def test_records_are_much_smaller_than_raw_pixels(tmp_path, good_dataset):
+    save = tmp_path / "out"
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, "--input-mode", "fixed", check=True)
+    manifest = records.read_manifest(save)
+    total = sum(f["bytes"] for s in manifest["splits"].values() for f in s["files"])
+    assert total / sum(manifest["counts"].values()) < 0.5 * 100 * 32 * 3
+
+
+def test_same_input_same_bytes_whatever_the_worker_count(tmp_path, good_dataset):
+    outputs = []
+    for workers in (1, 2, 3):
+        save = tmp_path / f"w{workers}"
+        run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, "--workers", workers,
+                "--shards", "2", check=True)
+        outputs.append(tree_digest(save))
+    assert outputs[0] == outputs[1] == outputs[2]
+    other_seed = tmp_path / "seed"
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", other_seed, "--seed", "9",
+            "--shards", "2", check=True)
+    assert tree_digest(other_seed) != outputs[0]
+
+
+def test_rerun_with_fewer_shards_removes_stale_files(tmp_path, good_dataset):
+    save = tmp_path / "out"
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, "--shards", "4", check=True)
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, check=True)
+    assert sorted(p.name for p in save.iterdir()) == [
+        "manifest.json", "test_feature.tfrecords", "train_feature.tfrecords", "validation_feature.tfrecords"
+    ]
+
+
+def test_validation_split_is_seeded_and_disjoint(tmp_path, good_dataset):
+    config = TFRecordsConfig(good_dataset, tmp_path / "a", workers=1, validation_ratio=0.3, seed=5)
+    run(config)
+    train = {e["source"] for e in read_split(tmp_path / "a", "train")}
+    validation = {e["source"] for e in read_split(tmp_path / "a", "validation")}
+    assert len(validation) == 9 and len(train) == 21 and not train & validation
+    run(TFRecordsConfig(good_dataset, tmp_path / "b", workers=1, validation_ratio=0.3, seed=6))
+    assert {e["source"] for e in read_split(tmp_path / "b", "validation")} != validation
+
+
+@pytest.fixture
+def big_dataset(tmp_path):
+    """Enough images that one worker needs a few seconds: time to interrupt it."""
+    ds = Dataset(tmp_path / "big")
+    base = [cv2.imencode(".jpg", text_image(w, 96))[1].tobytes() for w in words(20, seed=7)]
+    labels = words(20, seed=7)
+    (ds.root / "img").mkdir()
+    for i in range(3000):
+        (ds.root / "img" / f"{i}.jpg").write_bytes(base[i % 20])
+        ds.add("Train" if i < 2700 else "Test", f"img/{i}.jpg {labels[i % 20]}")
+    return ds.write()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_interrupted_generation_leaves_no_final_file_and_rerun_matches(tmp_path, big_dataset, sig):
+    save = tmp_path / "interrupted"
+    args = ["tfrecords", "--dataset-dir", big_dataset, "--save-dir", save, "--workers", "2", "--shards", "2"]
+    process = subprocess.Popen([sys.executable, "-m", "shadownet", *map(str, args)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not any(save.glob(".*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "generation finished before it could be interrupted"
+    time.sleep(0.2)
+    os.kill(process.pid, sig)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    finals = [p.name for p in save.iterdir() if not p.name.startswith(".")]
+    assert finals == []
+    if sig != signal.SIGKILL:  # a catchable signal also cleans up the partial files
+        assert list(save.iterdir()) == []
+
+    run_cli(*args, check=True)
+    reference = tmp_path / "reference"
+    run_cli("tfrecords", "--dataset-dir", big_dataset, "--save-dir", reference, "--workers", "1", "--shards", "2",
+            check=True)
+    assert tree_digest(save) == tree_digest(reference)
+
+
+def test_reader_refuses_an_incomplete_directory(tmp_path):
+    from shadownet.errors import DataError
+
+    with pytest.raises(DataError, match="manifest.json: not found"):
+        records.load_split(tmp_path, "train")
+
+
+def test_large_jpeg_is_decoded_at_reduced_size_cleanly(tmp_path):
+    from shadownet.images import decode, jpeg_height
+
+    big = text_image("reduce", 128)
+    data = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    assert jpeg_height(data) == 128
+    assert decode(data, min_height=32).shape[0] == 32  # 1/4 scale in libjpeg
+    assert decode(data, min_height=40).shape[0] == 64  # never below the height asked for
+    assert decode(data).shape[:2] == big.shape[:2]
+    ds = Dataset(tmp_path / "ds")
+    (ds.root / "big.jpg").write_bytes(data)
+    ds.add("Train", "big.jpg reduce")
+    ds.sample("Test", "t.jpg", "t")
+    ds.write()
+    save = tmp_path / "out"
+    run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", save, "--validation-ratio", "0",
+            "--image-format", "png", check=True)
+    stored = read_split(save, "train")[0]["image"][:, :, ::-1]
+    reference = cv2.resize(big, (stored.shape[1], 32), interpolation=cv2.INTER_AREA)
+    assert np.abs(stored.astype(int) - reference.astype(int)).mean() < 8.0
+
+
+def test_geometry_widths():
+    geometry = ImageGeometry()
+    assert geometry.target_width(200, 64) == 100
+    assert geometry.target_width(10, 64) == 8  # min width
+    assert geometry.target_width(10_000, 32) == 800  # max width
+    assert ImageGeometry(mode="fixed").target_width(300, 20) == 100
