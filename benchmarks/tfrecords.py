@@ -137,6 +137,22 @@ def run_measured(kind: str, dataset_dir: Path, save_dir: Path, workers: int) -> 
     return result
 
 
+def run_repeated(kind: str, dataset_dir: Path, save_dir: Path, workers: int, repeat: int) -> dict:
+    """Best and median of ``repeat`` runs.
+
+    Other tenants of a shared VM only ever slow a run down, so the best run is the truest
+    figure (as timeit reports its minimum); the median is kept to show the spread.
+    Peak RSS is the highest seen.
+    """
+    runs = sorted((run_measured(kind, dataset_dir, save_dir, workers) for _ in range(repeat)),
+                  key=lambda r: r["images_per_s"])
+    best = dict(runs[-1])
+    best["images_per_s_median"] = runs[len(runs) // 2]["images_per_s"]
+    best["images_per_s_all_runs"] = [r["images_per_s"] for r in runs]
+    best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    return best
+
+
 def synthesize(out: Path, count: int, seed: int) -> Path:
     marker = out / "Train" / "sample.txt"
     if not marker.exists():
@@ -151,6 +167,7 @@ def main() -> None:
     parser.add_argument("--rss-count", type=int, default=100_000, help="0 to skip the memory-scaling run")
     parser.add_argument("--work-dir", type=Path, help="keeps the synthetic datasets between runs")
     parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--repeat", type=int, default=5, help="runs per configuration (best and median reported)")
     parser.add_argument("--measure", choices=("original", "ours"), help=argparse.SUPPRESS)
     parser.add_argument("--dataset-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--save-dir", type=Path, help=argparse.SUPPRESS)
@@ -161,19 +178,21 @@ def main() -> None:
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="shadownet-bench-"))
     data = synthesize(work / f"lines-{args.count}", args.count, seed=0)
-    original = run_measured("original", data, work / "out-original", 1)
-    one = run_measured("ours", data, work / "out-1", 1)
-    every = run_measured("ours", data, work / "out-all", args.workers)
+    original = run_repeated("original", data, work / "out-original", 1, args.repeat)
+    one = run_repeated("ours", data, work / "out-1", 1, args.repeat)
+    every = run_repeated("ours", data, work / "out-all", args.workers, args.repeat)
     report = {
         "benchmark": "tfrecords",
         "images": args.count,
         "cores": default_workers(),
         "workers": args.workers,
+        "repeat": args.repeat,
         "original": original,
         "shadownet_1_worker": one,
         "shadownet_all_cores": every,
         "speedup_1_worker": round(one["images_per_s"] / original["images_per_s"], 2),
         "speedup_all_cores": round(every["images_per_s"] / original["images_per_s"], 2),
+        "speedup_all_cores_median": round(every["images_per_s_median"] / original["images_per_s_median"], 2),
         "size_ratio": round(every["bytes_per_record"] / original["bytes_per_record"], 3),
     }
     if args.rss_count:

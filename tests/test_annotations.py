@@ -65,7 +65,6 @@ def test_index_keeps_true_line_numbers(tmp_path):
     assert items[3][1].label == "three"
     # Random access gives the same samples as the sequential pass.
     assert index.read(3) == items[3][1]
-    index.close()
 
 
 def test_missing_annotation_file(tmp_path):

@@ -115,26 +115,20 @@ class AnnotationIndex:
                 offset += len(raw)
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.line_numbers = np.asarray(lines, dtype=np.int32)
-        self._handle = None
 
     def __len__(self) -> int:
         return len(self.offsets)
 
     def read(self, i: int) -> Sample:
         """The i-th non-blank line as a Sample; raises LineError when malformed."""
-        if self._handle is None:
-            self._handle = open(self.path, "rb")
-        return read_sample(self._handle, self.name, int(self.offsets[i]), int(self.line_numbers[i]))
+        with open(self.path, "rb") as handle:
+            return read_sample(handle, self.name, int(self.offsets[i]), int(self.line_numbers[i]))
 
     def __iter__(self) -> Iterator[tuple[int, Sample | LineError]]:
         """All lines in file order: ``(i, Sample)`` or ``(i, LineError)``."""
-        for i in range(len(self)):
-            try:
-                yield i, self.read(i)
-            except LineError as exc:
-                yield i, exc
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        with open(self.path, "rb") as handle:
+            for i, (offset, line) in enumerate(zip(self.offsets.tolist(), self.line_numbers.tolist())):
+                try:
+                    yield i, read_sample(handle, self.name, offset, line)
+                except LineError as exc:
+                    yield i, exc

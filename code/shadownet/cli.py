@@ -8,6 +8,7 @@ paths and config objects. Every long flag is accepted with underscores too
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -71,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument("--shards", type=int, default=1, help="files per split")
     records.add_argument("--validation-ratio", type=float, default=0.1, help="part of Train held out")
     records.add_argument("--seed", type=int, default=0, help="seed of the validation split and train order")
+
+    inspect = commands.add_parser("inspect", help="read a records directory back through tf.data and summarise it")
+    inspect.add_argument("--tfrecords-dir", required=True, type=Path)
+    inspect.add_argument("--show", type=int, default=3, help="examples to print per split")
     return parser
 
 
@@ -110,6 +115,31 @@ def _run_validate(args) -> int:
     return 0
 
 
+def _run_inspect(args) -> int:
+    from .errors import DataError
+    from .records import charset_of, load_split, read_manifest
+
+    manifest = read_manifest(args.tfrecords_dir)
+    charset = charset_of(manifest)
+    print(f"{args.tfrecords_dir}: schema {manifest['schema_version']}, {charset.size} characters "
+          f"(blank {charset.blank_index}), images {manifest['image']}")
+    for split, expected in manifest["counts"].items():
+        count, widths = 0, []
+        for example in load_split(args.tfrecords_dir, split).as_numpy_iterator():
+            if count < args.show:
+                text = example["text"].decode()
+                if charset.decode(example["label"]) != text:
+                    raise DataError(f"{split}: label ids of {example['source'].decode()} do not spell {text!r}")
+                print(f"  {split}: {example['source'].decode()} {example['image'].shape} {text!r}")
+            count += 1
+            widths.append(int(example["width"]))
+        if count != expected:
+            raise DataError(f"{split}: read {count} records, the manifest says {expected}")
+        mean_width = sum(widths) / len(widths) if widths else 0
+        print(f"{split}: {count} records read back, mean width {mean_width:.0f} px")
+    return 0
+
+
 def _run_synth(args) -> int:
     from .parallel import default_workers
     from .progress import Progress
@@ -143,7 +173,6 @@ def _run_charset(args) -> int:
                 if isinstance(item, LineError):
                     raise DataError(f"{index.path}:{int(index.line_numbers[i])}: {item}")
                 chars.update(item.label.lower() if args.case == "lower" else item.label)
-            index.close()
         if not chars:
             raise DataError(f"{args.dataset_dir}: no labels found to build a charset from")
         charset = Charset.from_text(chars)
@@ -182,11 +211,13 @@ def _raise_on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's start-up chatter (oneDNN, CPU features) drowns our own lines in cloud logs.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = [_normalize_flag(t) for t in (sys.argv[1:] if argv is None else argv)]
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     handlers = {"tfrecords": _run_tfrecords, "validate": _run_validate, "synth": _run_synth,
-                "charset": _run_charset}
+                "charset": _run_charset, "inspect": _run_inspect}
     try:
         return handlers[args.command](args)
     except ShadownetError as exc:

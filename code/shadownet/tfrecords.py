@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -74,7 +74,7 @@ class Chunk:
     lines: np.ndarray
 
 
-def run(config: TFRecordsConfig, on_progress: Callable[[int, int], None] | None = None) -> dict:
+def run(config: TFRecordsConfig) -> dict:
     """Validate the dataset and, with a save_dir, write the records. Returns the manifest (or counts).
 
     Raises DataError when problems were found and ``on_error == "error"``.
@@ -112,8 +112,6 @@ def run(config: TFRecordsConfig, on_progress: Callable[[int, int], None] | None 
                     else:
                         writer.write(split, position, result)
                 progress.update(len(results))
-                if on_progress:
-                    on_progress(progress.done, total)
         progress.close()
         problems.sort(key=lambda p: (p.file != TRAIN_FILE, p.line))
         fail_if_problems()
@@ -123,8 +121,6 @@ def run(config: TFRecordsConfig, on_progress: Callable[[int, int], None] | None 
             writer.commit(manifest)
     finally:
         writer.discard()
-        for index in scan.indexes.values():
-            index.close()
     _write_report(config, counts_in | {"splits": counts}, problems)
     return manifest
 
