@@ -8,6 +8,7 @@ paths and config objects. Every long flag is accepted with underscores too
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -73,6 +74,43 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument("--validation-ratio", type=float, default=0.1, help="part of Train held out")
     records.add_argument("--seed", type=int, default=0, help="seed of the validation split and train order")
 
+    train = commands.add_parser("train", help="train ShadowNet on a records directory (resumes a model dir)")
+    train.add_argument("--tfrecords-dir", required=True, type=Path)
+    train.add_argument("--model-dir", required=True, type=Path)
+    train.add_argument("--config", type=Path, help="YAML or JSON file of settings (flags override it)")
+    from .config import field_types
+
+    settings = train.add_argument_group("settings (override the config file; see README)")
+    for key, kind in field_types().items():
+        settings.add_argument(f"--{key.replace('_', '-')}", dest=f"setting_{key}", default=argparse.SUPPRESS,
+                              metavar=kind.__name__.upper())
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained model on a split; JSON report + PNG grid")
+    evaluate.add_argument("--tfrecords-dir", required=True, type=Path)
+    evaluate.add_argument("--model-dir", required=True, type=Path)
+    evaluate.add_argument("--split", choices=("train", "validation", "test"), default="test")
+    evaluate.add_argument("--report", type=Path, help="default: MODEL_DIR/evaluation-SPLIT.json")
+    evaluate.add_argument("--grid", type=Path, help="PNG of sample predictions (default: the report's name .png)")
+    evaluate.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
+    evaluate.add_argument("--beam-width", type=int, default=10)
+    evaluate.add_argument("--lexicon", type=Path, help="word list: constrain outputs to these words")
+    evaluate.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+
+    export = commands.add_parser("export", help="write a SavedModel for TF Serving: NAME/VERSION/")
+    export.add_argument("--model-dir", required=True, type=Path)
+    export.add_argument("--export-dir", required=True, type=Path)
+    export.add_argument("--name", default="shadownet")
+    export.add_argument("--version", type=int, help="default: one past the highest existing version")
+    export.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    export.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: faster on CPUs with AMX and on recent GPUs")
+
+    predict = commands.add_parser("predict", help="recognise text in image files with an exported model")
+    predict.add_argument("--model", required=True, type=Path, help="export dir NAME/ or NAME/VERSION/")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+
     inspect = commands.add_parser("inspect", help="read a records directory back through tf.data and summarise it")
     inspect.add_argument("--tfrecords-dir", required=True, type=Path)
     inspect.add_argument("--show", type=int, default=3, help="examples to print per split")
@@ -137,6 +175,74 @@ def _run_inspect(args) -> int:
             raise DataError(f"{split}: read {count} records, the manifest says {expected}")
         mean_width = sum(widths) / len(widths) if widths else 0
         print(f"{split}: {count} records read back, mean width {mean_width:.0f} px")
+    return 0
+
+
+def _run_train(args) -> int:
+    from .config import load
+    from .progress import Progress
+    from .train import train
+
+    overrides = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_")}
+    config = load(args.config, overrides)
+    bar = Progress(config.train_steps, "train") if sys.stderr.isatty() else None
+
+    def log(line: str) -> None:
+        # On a terminal the bar is redrawn under each line; elsewhere plain lines for log scrapers.
+        print(("\r\033[K" if bar else "") + line, file=sys.stderr if bar else sys.stdout, flush=True)
+
+    result = train(config, args.tfrecords_dir, args.model_dir, log=log, progress=bar)
+    if bar:
+        bar.close()
+    best = result.best or {}
+    print(f"trained to step {result.step}" + (" (time budget spent)" if result.stopped_early else "")
+          + (f"; best {best['metric']}={best['value']:.4f} at step {best['step']}" if best else ""))
+    return 0
+
+
+def _run_evaluate(args) -> int:
+    from .evaluate import EvalConfig, evaluate
+
+    report = evaluate(EvalConfig(args.tfrecords_dir, args.model_dir, args.split, args.decoder, args.beam_width,
+                                 args.lexicon, args.checkpoint, args.batch_size, args.report, args.grid))
+    keys = ("num_samples", "word_accuracy", "word_accuracy_case_insensitive", "char_error_rate",
+            "normalized_edit_distance")
+    print(" ".join(f"{k}={report[k]}" for k in keys))
+    return 0
+
+
+def _run_export(args) -> int:
+    from .export import export
+
+    path = export(args.model_dir, args.export_dir, name=args.name, version=args.version, checkpoint=args.checkpoint,
+                  precision=args.precision)
+    print(f"exported {path}")
+    return 0
+
+
+def _run_predict(args) -> int:
+    from .export import load
+
+    from .errors import DataError
+
+    predictor = load(args.model)
+    data = []
+    for path in args.images:
+        try:
+            data.append(path.read_bytes())
+        except OSError as exc:
+            raise ShadownetError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        results = predictor.predict(data)
+    except DataError as exc:
+        index = getattr(exc, "index", None)
+        raise DataError(f"{args.images[index]}: {str(exc).split(': ', 1)[1]}" if index is not None else str(exc)) from None
+    for path, result in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": str(path), "text": result["text"], "confidence": round(result["confidence"], 4)},
+                             ensure_ascii=False))
+        else:
+            print(f"{path}\t{result['text']}\t{result['confidence']:.3f}")
     return 0
 
 
@@ -217,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     handlers = {"tfrecords": _run_tfrecords, "validate": _run_validate, "synth": _run_synth,
-                "charset": _run_charset, "inspect": _run_inspect}
+                "charset": _run_charset, "inspect": _run_inspect, "train": _run_train,
+                "evaluate": _run_evaluate, "export": _run_export, "predict": _run_predict}
     try:
         return handlers[args.command](args)
     except ShadownetError as exc:

@@ -82,10 +82,8 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     }
 
 
-def load_split(
-    records_dir: Path, split: str, *, deterministic: bool = True, interleave: int = 4
-) -> tf.data.Dataset:
-    """All examples of one split, decoded (see ``parse_example``), in file order when deterministic."""
+def raw_split(records_dir: Path, split: str, *, deterministic: bool = True, interleave: int = 4) -> tf.data.Dataset:
+    """Serialized examples of one split (cheap to shuffle before decoding)."""
     files = split_files(records_dir, split)
     if len(files) == 1:
         raw = tf.data.TFRecordDataset(files)
@@ -98,4 +96,10 @@ def load_split(
         )
     options = tf.data.Options()
     options.deterministic = deterministic
-    return raw.with_options(options).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    return raw.with_options(options)
+
+
+def load_split(records_dir: Path, split: str, *, deterministic: bool = True) -> tf.data.Dataset:
+    """All examples of one split, decoded (see ``parse_example``), in file order when deterministic."""
+    raw = raw_split(records_dir, split, deterministic=deterministic)
+    return raw.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)

@@ -1,0 +1,292 @@
+"""``shadownet train``: records -> a trained ShadowNet, checkpointed, resumable, time-boxed.
+
+Layout of ``model_dir``::
+
+    config.json             the resolved TrainConfig (and the charset) this run trains with
+    checkpoints/ckpt-N.*    model, optimizer and step (tf.train.CheckpointManager, keep N)
+    best/ckpt-N.*           the checkpoint with the best validation metric so far
+    best.json               that metric, its value and step
+    logs/                   TensorBoard scalars and decoded validation images
+
+A rerun with the same ``model_dir`` resumes from the newest checkpoint and stops at exactly
+``train_steps``. When ``max_train_seconds`` is spent, it checkpoints and returns normally.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import ctc, model as shadownet_model, pipeline, records
+from .charset import Charset
+from .config import TrainConfig, save as save_config
+from .errors import ShadownetError
+from .fileio import write_text_atomic
+from .metrics import edit_distance
+
+CONFIG_FILE = "config.json"
+BEST_FILE = "best.json"
+
+
+@dataclass
+class TrainResult:
+    step: int
+    stopped_early: bool  # the time budget ran out before train_steps
+    best: dict | None
+
+
+class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak``, then constant or cosine decay to 5% at ``total`` steps."""
+
+    def __init__(self, peak: float, warmup: int, total: int, kind: str):
+        self.peak, self.warmup, self.total, self.kind = peak, warmup, total, kind
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = tf.minimum(1.0, (step + 1.0) / max(self.warmup, 1))
+        if self.kind == "constant":
+            return self.peak * warm
+        progress = tf.clip_by_value((step - self.warmup) / max(self.total - self.warmup, 1), 0.0, 1.0)
+        return self.peak * warm * (0.05 + 0.95 * 0.5 * (1.0 + tf.cos(math.pi * progress)))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup": self.warmup, "total": self.total, "kind": self.kind}
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    schedule = Schedule(config.learning_rate, config.warmup_steps, config.train_steps, config.lr_schedule)
+    clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
+    if config.optimizer == "adadelta":  # the original's; it wants a learning rate near 1
+        optimizer = keras.optimizers.Adadelta(schedule, **clip)
+    elif config.weight_decay:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **clip)
+    else:
+        optimizer = keras.optimizers.Adam(schedule, **clip)
+    if config.mixed_precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def set_precision(mode: str) -> None:
+    """Keras' dtype policy is process-wide; set it before any model is built."""
+    keras.mixed_precision.set_global_policy({"off": "float32", "bfloat16": "mixed_bfloat16",
+                                             "float16": "mixed_float16"}[mode])
+
+
+class Trainer:
+    """Holds the model, optimizer, step and the compiled train / eval functions."""
+
+    def __init__(self, config: TrainConfig, charset: Charset, model_dir: Path):
+        self.config, self.charset, self.model_dir = config, charset, Path(model_dir)
+        set_precision(config.mixed_precision)
+        self.model = shadownet_model.build(config.model, charset.num_classes)
+        self.optimizer = make_optimizer(config)
+        self.optimizer.build(self.model.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.model_dir / "checkpoints",
+                                                  max_to_keep=config.keep_checkpoints)
+        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.model_dir / "best", max_to_keep=1)
+        blank = charset.blank_index
+        jit = bool(config.xla)
+
+        inputs_spec = {"image": tf.TensorSpec([None, shadownet_model.HEIGHT, None, 3], tf.float32),
+                       "width": tf.TensorSpec([None], tf.int32)}
+        targets_spec = {"label": tf.TensorSpec([None, None], tf.int32),
+                        "label_length": tf.TensorSpec([None], tf.int32)}
+        eval_targets_spec = targets_spec | {"text": tf.TensorSpec([None], tf.string),
+                                            "source": tf.TensorSpec([None], tf.string)}
+
+        # One trace for every batch shape (widths vary by bucket); XLA still compiles per shape.
+        @tf.function(jit_compile=jit, input_signature=[inputs_spec, targets_spec])
+        def train_step(inputs, targets):
+            with tf.GradientTape() as tape:
+                logits = self.model(inputs, training=True)
+                lengths = shadownet_model.sequence_lengths(inputs["width"])
+                loss = tf.reduce_mean(ctc.loss(targets["label"], targets["label_length"], logits, lengths, blank))
+                scaled = self.optimizer.scale_loss(loss)  # identity unless float16 loss scaling
+            gradients = tape.gradient(scaled, self.model.trainable_variables)
+            self.optimizer.apply(gradients, self.model.trainable_variables)
+            self.step.assign_add(1)
+            return loss
+
+        @tf.function(input_signature=[inputs_spec, eval_targets_spec])
+        def eval_step(inputs, targets):
+            logits = self.model(inputs, training=False)
+            lengths = shadownet_model.sequence_lengths(inputs["width"])
+            losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, blank)
+            ids, confidence = ctc.greedy(logits, lengths, blank)
+            return losses, ids.to_tensor(default_value=-1), confidence
+
+        self.train_step, self.eval_step = train_step, eval_step
+
+    def restore(self) -> int:
+        """Resume from the newest checkpoint, if any; returns the step reached."""
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        return int(self.step.numpy())
+
+    def evaluate(self, dataset: tf.data.Dataset) -> tuple[dict, list[tuple[str, str, np.ndarray]]]:
+        """Loss, word accuracy and CER over ``dataset``; also a few (truth, prediction, image) samples."""
+        losses, right, errors, chars, count, shown = [], 0, 0, 0, 0, []
+        for inputs, targets in dataset:
+            batch_losses, ids, _ = self.eval_step(inputs, targets)
+            losses.append(batch_losses.numpy())
+            for i, (row, truth) in enumerate(zip(ids.numpy(), targets["text"].numpy())):
+                truth = truth.decode("utf-8")
+                text = self.charset.decode(c for c in row if c >= 0)
+                right += text == truth
+                errors += edit_distance(text, truth)
+                chars += len(truth)
+                count += 1
+                if len(shown) < 3:
+                    shown.append((truth, text, inputs["image"][i, :, : int(inputs["width"][i])].numpy()))
+        all_losses = np.concatenate(losses) if losses else np.zeros(0)
+        finite = all_losses[np.isfinite(all_losses)]
+        return {
+            "loss": float(finite.mean()) if finite.size else float("nan"),
+            "word_accuracy": right / count if count else 0.0,
+            "char_error_rate": errors / chars if chars else 0.0,
+            "samples": count,
+        }, shown
+
+
+def is_better(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value > best if metric == "word_accuracy" else value < best
+
+
+def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, progress=None) -> TrainResult:
+    """Train (or resume) until ``train_steps`` or ``max_train_seconds``; see the module docstring."""
+    started = time.monotonic()
+    tfrecords_dir, model_dir = Path(tfrecords_dir), Path(model_dir)
+    manifest = records.read_manifest(tfrecords_dir)
+    charset = records.charset_of(manifest)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_run(model_dir, config, charset)
+    save_config(config, model_dir / CONFIG_FILE)
+    write_text_atomic(model_dir / "charset.json", json.dumps({"characters": "".join(charset.characters)},
+                                                              ensure_ascii=False) + "\n")
+    if manifest["counts"]["train"] == 0:
+        raise ShadownetError(f"{tfrecords_dir}: the train split is empty")
+    keras.utils.set_random_seed(config.seed)
+
+    trainer = Trainer(config, charset, model_dir)
+    step = trainer.restore()
+    if progress is not None:
+        progress.done = step
+    if step:
+        log(f"resumed from {trainer.manager.latest_checkpoint} at step {step}")
+    if step >= config.train_steps:
+        log(f"already trained: step {step} of {config.train_steps}")
+        return TrainResult(step, False, _read_best(model_dir))
+    batches = iter(pipeline.train_dataset(tfrecords_dir, config))
+    has_validation = manifest["counts"]["validation"] > 0
+    validation = pipeline.eval_dataset(tfrecords_dir, "validation", config,
+                                       max_samples=config.eval_max_samples) if has_validation else None
+    writer = tf.summary.create_file_writer(str(model_dir / "logs"))
+    best = _read_best(model_dir)
+    window_loss, window_images, window_start = [], 0, time.monotonic()
+    stopped_early = False
+
+    while step < config.train_steps:
+        inputs, targets = next(batches)
+        loss = trainer.train_step(inputs, targets)
+        step += 1
+        if progress is not None:
+            progress.update(1)
+        window_loss.append(loss)
+        window_images += int(inputs["width"].shape[0])
+        if step % config.log_every == 0 or step == config.train_steps:
+            mean_loss = float(np.mean([float(v) for v in window_loss]))
+            rate = window_images / max(time.monotonic() - window_start, 1e-9)
+            lr = float(trainer.optimizer.learning_rate)
+            log(f"step={step} loss={mean_loss:.4f} learning_rate={lr:.6f} images_per_sec={rate:.1f}")
+            with writer.as_default(step=step):
+                tf.summary.scalar("train/loss", mean_loss)
+                tf.summary.scalar("train/learning_rate", lr)
+                tf.summary.scalar("train/images_per_sec", rate)
+            window_loss, window_images, window_start = [], 0, time.monotonic()
+        if validation is not None and (step % config.eval_every == 0 or step == config.train_steps):
+            metrics, shown = trainer.evaluate(validation)
+            log(f"step={step} validation_loss={metrics['loss']:.4f} word_accuracy={metrics['word_accuracy']:.4f}"
+                f" char_error_rate={metrics['char_error_rate']:.4f}")
+            _summaries(writer, step, metrics, shown)
+            value = metrics[config.best_metric]
+            if is_better(config.best_metric, value, best and best["value"]):
+                best = {"metric": config.best_metric, "value": value, "step": step, **metrics}
+                trainer.best_manager.save(checkpoint_number=step)
+                write_text_atomic(model_dir / BEST_FILE, json.dumps(best, indent=2) + "\n")
+        if step % config.checkpoint_every == 0:
+            trainer.manager.save(checkpoint_number=step)
+        if config.max_train_seconds and time.monotonic() - started >= config.max_train_seconds:
+            log(f"time budget of {config.max_train_seconds:.0f} s spent at step {step}: stopping")
+            stopped_early = True
+            break
+    if trainer.manager.latest_checkpoint != str(model_dir / "checkpoints" / f"ckpt-{step}"):
+        trainer.manager.save(checkpoint_number=step)
+    writer.flush()
+    return TrainResult(step, stopped_early, best)
+
+
+PRECISIONS = {"float32": "off", "bfloat16": "bfloat16"}
+
+
+def load_model(model_dir: Path, which: str = "best", precision: str = "float32"
+               ) -> tuple[keras.Model, TrainConfig, Charset]:
+    """The model of a training run, restored from its ``best`` or ``latest`` checkpoint (for inference)."""
+    if precision not in PRECISIONS:
+        raise ShadownetError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    from .config import load as load_config
+
+    model_dir = Path(model_dir)
+    if not (model_dir / CONFIG_FILE).exists():
+        raise ShadownetError(f"{model_dir}: no {CONFIG_FILE}; is this the --model-dir of a training run?")
+    config = load_config(model_dir / CONFIG_FILE)
+    charset = Charset(tuple(json.loads((model_dir / "charset.json").read_text(encoding="utf-8"))["characters"]))
+    set_precision(PRECISIONS[precision])
+    model = shadownet_model.build(config.model, charset.num_classes)
+    path = tf.train.latest_checkpoint(str(model_dir / ("best" if which == "best" else "checkpoints")))
+    if path is None and which == "best":
+        path = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    if path is None:
+        raise ShadownetError(f"{model_dir}: no checkpoint found")
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    return model, config, charset
+
+
+def _check_same_run(model_dir: Path, config: TrainConfig, charset: Charset) -> None:
+    """Resuming with another model or charset would load mismatched weights: refuse with a clear message."""
+    previous = model_dir / "charset.json"
+    if previous.exists():
+        old = json.loads(previous.read_text(encoding="utf-8"))["characters"]
+        if old != "".join(charset.characters):
+            raise ShadownetError(f"{model_dir} holds a run with another charset; use a new --model-dir")
+    config_path = model_dir / CONFIG_FILE
+    if config_path.exists():
+        old_model = json.loads(config_path.read_text(encoding="utf-8")).get("model")
+        if old_model != config.model:
+            raise ShadownetError(f"{model_dir} holds a {old_model} run, not {config.model}; use a new --model-dir")
+
+
+def _read_best(model_dir: Path) -> dict | None:
+    path = model_dir / BEST_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _summaries(writer, step: int, metrics: dict, shown) -> None:
+    with writer.as_default(step=step):
+        for key in ("loss", "word_accuracy", "char_error_rate"):
+            tf.summary.scalar(f"validation/{key}", metrics[key])
+        for i, (truth, text, image) in enumerate(shown[:3]):
+            picture = ((image + 1.0) * 127.5).clip(0, 255).astype("uint8")[None]
+            tf.summary.image(f"validation/{i}", picture, description=f"truth: {truth!r} prediction: {text!r}")
+
