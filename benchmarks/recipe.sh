@@ -18,7 +18,7 @@ mkdir -p "$work"
   --validation-ratio 0.05
 start=$(date +%s)
 $shadownet train --tfrecords-dir "$work/records" --model-dir "$work/model" --model shadownet_small \
-  --mixed-precision bfloat16 --batch-size 64 --learning-rate 0.002 --warmup-steps 300 --train-steps 2800 \
+  --mixed-precision bfloat16 --batch-size 64 --learning-rate 0.0015 --warmup-steps 300 --train-steps 3200 \
   --max-train-seconds 1140 --eval-every 400 --eval-max-samples 600 --log-every 50
 echo "training took $(( $(date +%s) - start )) s"
 $shadownet evaluate --tfrecords-dir "$work/records" --model-dir "$work/model" --split test \

@@ -44,18 +44,19 @@ def child(kind: str, work: Path, option: str) -> dict:
         from shadownet.config import TrainConfig
         from shadownet.train import Trainer
 
-        config = TrainConfig(model="shadownet", input_mode="fixed", batch_size=32, mixed_precision=option,
+        config = TrainConfig(model="shadownet", input_mode="fixed", batch_size=64, mixed_precision=option,
                              augment=False)
         trainer = Trainer(config, records.charset_of(records.read_manifest(records_dir)), work / f"m-{option}")
         batches = [b for b in pipeline.train_dataset(records_dir, config).take(4)]
         for inputs, targets in batches[:2]:  # trace and warm up
             trainer.train_step(inputs, targets)
-        steps, start = 0, time.perf_counter()
-        while steps < 12:
-            inputs, targets = batches[steps % len(batches)]
-            float(trainer.train_step(inputs, targets))
-            steps += 1
-        return {"images_per_s": round(steps * config.batch_size / (time.perf_counter() - start), 1)}
+        rates = []
+        for _ in range(3):  # best of three windows: other tenants only ever slow a window down
+            start = time.perf_counter()
+            for inputs, targets in batches:
+                float(trainer.train_step(inputs, targets))
+            rates.append(len(batches) * config.batch_size / (time.perf_counter() - start))
+        return {"images_per_s": round(max(rates), 1), "batch_size": config.batch_size}
     if kind == "pipeline":
         from shadownet import pipeline
         from shadownet.config import TrainConfig
@@ -113,7 +114,7 @@ def prepare(work: Path, count: int) -> None:
                   "--model", "shadownet", "--train-steps", "1", "--batch-size", "8", "--eval-every", "1000",
                   "--mixed-precision", precision)
         shadownet("export", "--model-dir", str(model_dir), "--export-dir", str(work / f"export-{precision}"),
-                  "--checkpoint", "latest")
+                  "--checkpoint", "latest", "--precision", "float32" if precision == "off" else precision)
 
 
 def main() -> None:
