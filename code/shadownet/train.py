@@ -29,7 +29,7 @@ from .charset import Charset
 from .config import TrainConfig, save as save_config
 from .errors import ShadownetError
 from .fileio import write_text_atomic
-from .metrics import edit_distance
+from .metrics import Prediction, summarize
 
 CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"
@@ -135,26 +135,24 @@ class Trainer:
 
     def evaluate(self, dataset: tf.data.Dataset) -> tuple[dict, list[tuple[str, str, np.ndarray]]]:
         """Loss, word accuracy and CER over ``dataset``; also a few (truth, prediction, image) samples."""
-        losses, right, errors, chars, count, shown = [], 0, 0, 0, 0, []
+        losses, predictions, shown = [], [], []
         for inputs, targets in dataset:
-            batch_losses, ids, _ = self.eval_step(inputs, targets)
+            batch_losses, ids, confidence = self.eval_step(inputs, targets)
             losses.append(batch_losses.numpy())
             for i, (row, truth) in enumerate(zip(ids.numpy(), targets["text"].numpy())):
                 truth = truth.decode("utf-8")
                 text = self.charset.decode(c for c in row if c >= 0)
-                right += text == truth
-                errors += edit_distance(text, truth)
-                chars += len(truth)
-                count += 1
+                predictions.append(Prediction("", truth, text, float(confidence[i])))
                 if len(shown) < 3:
                     shown.append((truth, text, inputs["image"][i, :, : int(inputs["width"][i])].numpy()))
         all_losses = np.concatenate(losses) if losses else np.zeros(0)
         finite = all_losses[np.isfinite(all_losses)]
+        summary = summarize(predictions, worst=0)
         return {
             "loss": float(finite.mean()) if finite.size else float("nan"),
-            "word_accuracy": right / count if count else 0.0,
-            "char_error_rate": errors / chars if chars else 0.0,
-            "samples": count,
+            "word_accuracy": summary["word_accuracy"],
+            "char_error_rate": summary["char_error_rate"],
+            "samples": summary["num_samples"],
         }, shown
 
 
