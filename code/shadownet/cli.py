@@ -185,13 +185,21 @@ def _run_train(args) -> int:
 
     overrides = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_")}
     config = load(args.config, overrides)
-    bar = Progress(config.train_steps, "train") if sys.stderr.isatty() else None
+    bar: Progress | None = None
+
+    def progress(step: int) -> None:
+        nonlocal bar
+        if bar is None:  # created at the first call, which gives the step a resumed run starts from
+            bar = Progress(config.train_steps, "train", initial=step)
+        else:
+            bar.update(step - bar.done)
 
     def log(line: str) -> None:
         # On a terminal the bar is redrawn under each line; elsewhere plain lines for log scrapers.
         print(("\r\033[K" if bar else "") + line, file=sys.stderr if bar else sys.stdout, flush=True)
 
-    result = train(config, args.tfrecords_dir, args.model_dir, log=log, progress=bar)
+    tty = sys.stderr.isatty()
+    result = train(config, args.tfrecords_dir, args.model_dir, log=log, progress=progress if tty else None)
     if bar:
         bar.close()
     best = result.best or {}

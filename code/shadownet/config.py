@@ -80,9 +80,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return resolve(self.to_dict() | changes, source="overrides")
-
 
 def field_types() -> dict[str, type]:
     return {f.name: type(f.default) for f in fields(TrainConfig)}
@@ -117,10 +114,6 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
         raise ShadownetError(
             f"{source}: {key} must be {_describe(kind)}, not {value!r}"
         ) from None
-
-
-def resolve(values: dict[str, Any], source: str = "config") -> TrainConfig:
-    return TrainConfig(**{key: coerce(key, value, source) for key, value in values.items()})
 
 
 def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:

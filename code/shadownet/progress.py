@@ -10,8 +10,10 @@ from typing import TextIO
 class Progress:
     """Call ``update(n)`` as work completes and ``close()`` at the end."""
 
-    def __init__(self, total: int, label: str, stream: TextIO | None = None, interval: float = 5.0):
-        self.total, self.label, self.done = total, label, 0
+    def __init__(self, total: int, label: str, stream: TextIO | None = None, interval: float = 5.0,
+                 initial: int = 0):
+        self.total, self.label, self.done = total, label, initial
+        self._initial = initial
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.interval = 0.2 if self.tty else interval
@@ -31,7 +33,7 @@ class Progress:
         self.stream.flush()
 
     def _emit(self, now: float) -> None:
-        rate = self.done / max(now - self.start, 1e-9)
+        rate = (self.done - self._initial) / max(now - self.start, 1e-9)
         fraction = self.done / self.total if self.total else 1.0
         if self.tty:
             filled = int(30 * fraction)

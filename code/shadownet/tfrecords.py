@@ -75,7 +75,9 @@ class Chunk:
 
 
 def run(config: TFRecordsConfig) -> dict:
-    """Validate the dataset and, with a save_dir, write the records. Returns the manifest (or counts).
+    """Validate the dataset and, with a save_dir, write the records.
+
+    Returns the manifest, or (validation only) ``{"counts": ..., "skipped": ...}``.
 
     Raises DataError when problems were found and ``on_error == "error"``.
     """
@@ -116,13 +118,14 @@ def run(config: TFRecordsConfig) -> dict:
         problems.sort(key=lambda p: (p.file != TRAIN_FILE, p.line))
         fail_if_problems()
         counts = {split: writer.counts[split] for split in SPLITS}
-        manifest = _manifest(config, charset, policy, writer, scan, counts, len(problems))
+        result = {"counts": counts, "skipped": len(problems)}
         if config.save_dir is not None:
-            writer.commit(manifest)
+            result = _manifest(config, charset, policy, writer, scan, counts, len(problems))
+            writer.commit(result)
     finally:
         writer.discard()
     _write_report(config, counts_in | {"splits": counts}, problems)
-    return manifest
+    return result
 
 
 def _plan_splits(usable: dict[str, np.ndarray], ratio: float, seed: int) -> dict[str, tuple[str, np.ndarray]]:

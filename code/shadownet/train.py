@@ -163,7 +163,10 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
 
 
 def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, progress=None) -> TrainResult:
-    """Train (or resume) until ``train_steps`` or ``max_train_seconds``; see the module docstring."""
+    """Train (or resume) until ``train_steps`` or ``max_train_seconds``; see the module docstring.
+
+    ``progress(step)`` is called with the step reached: once at start, then after every step.
+    """
     started = time.monotonic()
     tfrecords_dir, model_dir = Path(tfrecords_dir), Path(model_dir)
     manifest = records.read_manifest(tfrecords_dir)
@@ -180,7 +183,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     trainer = Trainer(config, charset, model_dir)
     step = trainer.restore()
     if progress is not None:
-        progress.done = step
+        progress(step)
     if step:
         log(f"resumed from {trainer.manager.latest_checkpoint} at step {step}")
     if step >= config.train_steps:
@@ -200,7 +203,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
         loss = trainer.train_step(inputs, targets)
         step += 1
         if progress is not None:
-            progress.update(1)
+            progress(step)
         window_loss.append(loss)
         window_images += int(inputs["width"].shape[0])
         if step % config.log_every == 0 or step == config.train_steps:
