@@ -193,6 +193,21 @@ def test_serving_matches_training(run, split, records_dir, trained_dir, lively_d
         assert len(set(texts)) >= 3 and max(map(len, texts)) >= 2
 
 
+def test_bfloat16_export_reads_like_float32(records_dir, lively_dir, exports, tmp_path):
+    version_dir = export.export(lively_dir, tmp_path, name="bf16", precision="bfloat16")
+    meta = json.loads((version_dir / "assets" / "shadownet.json").read_text())
+    assert meta["precision"] == "bfloat16"
+    images = record_images(records_dir, "train")[1] + odd_images()
+    texts, confidences = serve(version_dir, images)
+    reference, reference_confidences = serve(exports["lively"], images)
+    assert len(set(reference)) >= 5
+    assert np.mean([a == b for a, b in zip(texts, reference)]) >= 0.85, (texts, reference)
+    assert np.abs(confidences - reference_confidences).max() < 0.01
+    with pytest.raises(ShadownetError, match="precision must be one of"):
+        export.export(lively_dir, tmp_path, name="fp16", precision="float16")
+    assert not (tmp_path / "fp16").exists()
+
+
 # -- any image, any batch -------------------------------------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from . import __version__, ctc, model as shadownet_model, pipeline
+from . import __version__, ctc, inference, model as shadownet_model, pipeline
 from .charset import Charset
 from .config import TrainConfig
 from .errors import DataError, ShadownetError
@@ -104,11 +104,10 @@ def preprocess(image_bytes, mode: str, max_width: int):
 
 
 class ServingModule(tf.Module):
-    """What is saved: the Keras model, the charset and the two signature functions."""
+    """What is saved: the frozen model (``inference.freeze``), the charset and the two signature functions."""
 
-    def __init__(self, model, config: TrainConfig, charset: Charset, metadata_path: Path | None = None):
+    def __init__(self, forward, config: TrainConfig, charset: Charset, metadata_path: Path | None = None):
         super().__init__(name="shadownet")
-        self.model = model
         self.characters = tf.Variable(list(charset.characters), trainable=False, dtype=tf.string,
                                       name="characters")
         self.blank_index = tf.Variable(charset.blank_index, trainable=False, dtype=tf.int32, name="blank_index")
@@ -116,12 +115,15 @@ class ServingModule(tf.Module):
             self.metadata = tf.saved_model.Asset(str(metadata_path))
         blank, mode, max_width = charset.blank_index, config.input_mode, config.max_width
 
+        # One function that both signatures call: the weights, constants of its graph, are saved once.
+        @tf.function(input_signature=[tf.TensorSpec([None, pipeline.HEIGHT, None, 3], tf.float32),
+                                      tf.TensorSpec([None], tf.int32)])
         def recognize(images, widths):
             # A width past the image would count padding steps that do not exist in the confidence.
-            widths = tf.clip_by_value(tf.cast(widths, tf.int32), 0, tf.shape(images)[2])
+            widths = tf.clip_by_value(widths, 0, tf.shape(images)[2])
 
             def run():
-                logits = self.model({"image": images, "width": widths}, training=False)
+                logits = forward(images, widths)
                 ids, confidence = ctc.greedy(logits, shadownet_model.sequence_lengths(widths), blank)
                 return ctc.to_text(ids, self.characters), confidence
 
@@ -204,13 +206,15 @@ def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: 
            checkpoint: str = "best", precision: str = "float32") -> Path:
     """Write the model of a training run as ``<export_dir>/<name>/<version>/``; returns that folder.
 
-    ``precision="bfloat16"`` computes in bfloat16 (weights stay float32): several times faster on
-    CPUs with AMX and on recent GPUs, with near-identical outputs.
+    ``precision="bfloat16"`` computes the convolutions in bfloat16 (see ``inference``): faster on CPUs
+    with AMX and on recent GPUs, with near-identical outputs.
     """
     from .train import load_model  # keeps 'shadownet predict' free of the training imports
 
     if checkpoint not in CHECKPOINTS:
         raise ShadownetError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
+    if precision not in inference.PRECISIONS:
+        raise ShadownetError(f"precision must be one of {', '.join(inference.PRECISIONS)}, not {precision!r}")
     if not _NAME.match(name or ""):
         raise ShadownetError(f"model name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
@@ -222,8 +226,8 @@ def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: 
     if final.exists():
         raise ShadownetError(f"{final} already exists; versions are never overwritten (choose another --version)")
 
-    model, config, charset = load_model(Path(model_dir), which=checkpoint, precision=precision)
-    portable(model)
+    model, config, charset = load_model(Path(model_dir), which=checkpoint)
+    forward = inference.freeze(model, precision)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=base))
     try:
@@ -231,7 +235,7 @@ def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: 
         source.parent.mkdir()
         source.write_text(json.dumps(metadata(config, charset, name, version, checkpoint, precision), indent=2,
                                      ensure_ascii=False) + "\n", encoding="utf-8")
-        module = ServingModule(model, config, charset, source)
+        module = ServingModule(forward, config, charset, source)
         saved = staging / "saved"
         tf.saved_model.save(module, str(saved), signatures=module.signatures())
         if not (saved / "assets" / METADATA_FILE).is_file():  # Asset keeps the base name; make sure
@@ -246,14 +250,6 @@ def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
-
-
-def portable(model) -> None:
-    """Trace the LSTMs as plain TF ops. Keras picks cuDNN whenever a GPU is visible at trace time, and
-    an export holding CudnnRNN ops cannot be served without a GPU; this one runs on CPU and GPU."""
-    for layer in model._flatten_layers(include_self=False):
-        if hasattr(layer, "use_cudnn"):
-            layer.use_cudnn = False
 
 
 def versions(base: Path) -> list[int]:

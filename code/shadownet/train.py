@@ -238,14 +238,8 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     return TrainResult(step, stopped_early, best)
 
 
-PRECISIONS = {"float32": "off", "bfloat16": "bfloat16"}
-
-
-def load_model(model_dir: Path, which: str = "best", precision: str = "float32"
-               ) -> tuple[keras.Model, TrainConfig, Charset]:
-    """The model of a training run, restored from its ``best`` or ``latest`` checkpoint (for inference)."""
-    if precision not in PRECISIONS:
-        raise ShadownetError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+def load_model(model_dir: Path, which: str = "best") -> tuple[keras.Model, TrainConfig, Charset]:
+    """The model of a training run in float32, restored from its ``best`` or ``latest`` checkpoint (for inference)."""
     from .config import load as load_config
 
     model_dir = Path(model_dir)
@@ -253,7 +247,7 @@ def load_model(model_dir: Path, which: str = "best", precision: str = "float32"
         raise ShadownetError(f"{model_dir}: no {CONFIG_FILE}; is this the --model-dir of a training run?")
     config = load_config(model_dir / CONFIG_FILE)
     charset = Charset(tuple(json.loads((model_dir / "charset.json").read_text(encoding="utf-8"))["characters"]))
-    set_precision(PRECISIONS[precision])
+    set_precision("off")  # whatever a training run in this process left behind
     model = shadownet_model.build(config.model, charset.num_classes)
     path = tf.train.latest_checkpoint(str(model_dir / ("best" if which == "best" else "checkpoints")))
     if path is None and which == "best":
