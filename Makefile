@@ -16,28 +16,83 @@ MODEL_DIR ?= $(OUTPUT_DIR)/model
 EXPORT_DIR ?= $(OUTPUT_DIR)/export
 PYTEST_ARGS ?=
 
+# Images: $(IMAGE_PREFIX)/tfrecords:$(TAG), $(IMAGE_PREFIX)/train-cpu:$(TAG), $(IMAGE_PREFIX)/train-gpu:$(TAG).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' code/shadownet/__init__.py)
+IMAGE_PREFIX ?= shadownet
+TAG ?= $(or $(VERSION),latest)
+# Empty: the Dockerfiles' default, the official python:3.11-slim-bookworm pinned by digest.
+BASE_IMAGE ?=
+# The debootstrap base of `make base-image`, for machines that reach no container registry.
+LOCAL_BASE_IMAGE ?= $(IMAGE_PREFIX)/base:bookworm-py311
+# 1: build on LOCAL_BASE_IMAGE (made if missing); 0: on BASE_IMAGE or the default; auto: the default when it is
+# here or can be pulled, else LOCAL_BASE_IMAGE. A BASE_IMAGE given explicitly always wins.
+USE_LOCAL_BASE ?= auto
+# wheelhouse: dependencies downloaded on this host (its pip, proxy and CA) into WHEELHOUSE, installed in the
+# build with no network; index: pip in the build downloads them (EXTRA_CA: a PEM CA to trust there).
+PIP_SOURCE ?= wheelhouse
+WHEELHOUSE ?= wheelhouse
+EXTRA_CA ?=
+DOCKER ?= docker
+DOCKER_BUILD_FLAGS ?=
+# Extra flags for every `docker run` of the run targets (e.g. --cpus 2, -e TF_NUM_INTRAOP_THREADS=2).
+DOCKER_FLAGS ?=
+# Containers run as the caller, so files in OUTPUT_DIR (and a synthesized DATA_DIR) belong to them.
+DOCKER_USER ?= $(shell id -u):$(shell id -g)
+GPU_FLAGS ?= --gpus all
+# Extra arguments of `shadownet tfrecords` / `shadownet train` in the run targets.
+TFRECORDS_ARGS ?=
+TRAIN_ARGS ?= --batch-size 32 --warmup-steps 50 --eval-every 50 --log-every 25
+# The classic builder (Debian's docker.io has no BuildKit); the Dockerfiles use nothing BuildKit-only.
+export DOCKER_BUILDKIT ?= 0
+
 BIN := $(VENV)/bin
 SHADOWNET := $(BIN)/shadownet
 STAMP := $(VENV)/.installed
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+TFRECORDS_IMAGE := $(IMAGE_PREFIX)/tfrecords:$(TAG)
+CPU_IMAGE := $(IMAGE_PREFIX)/train-cpu:$(TAG)
+GPU_IMAGE := $(IMAGE_PREFIX)/train-gpu:$(TAG)
+REVISION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+CREATED := $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
+DOCKER_RUN = $(DOCKER) run --rm --init --network host --user $(DOCKER_USER) $(DOCKER_FLAGS)
+OUTPUT_MOUNT = -v $(abspath $(OUTPUT_DIR)):/data/output
+LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv sample demo test test-fast bench bench-train clean
+.PHONY: help venv sample demo test test-fast test-gpu-image bench bench-train lint lock clean clean-docker \
+	base-image build build-tfrecords build-cpu build-gpu tfrecords train train-gpu evaluate export
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables (make VAR=value): DATA_DIR=$(DATA_DIR) OUTPUT_DIR=$(OUTPUT_DIR) IMAGE_PREFIX=$(IMAGE_PREFIX)"
+	@echo "  TAG=$(TAG) BASE_IMAGE=$(BASE_IMAGE) USE_LOCAL_BASE=$(USE_LOCAL_BASE) PIP_SOURCE=$(PIP_SOURCE)"
+	@echo "  EXTRA_CA=$(EXTRA_CA) DOCKER=$(DOCKER) DOCKER_FLAGS=$(DOCKER_FLAGS) DOCKER_USER=$(DOCKER_USER)"
+	@echo "  TRAIN_STEPS=$(TRAIN_STEPS) MODEL=$(MODEL) TRAIN_ARGS=$(TRAIN_ARGS)"
 
-$(STAMP): pyproject.toml
+# The venv installs the locked versions of the training image first (requirements/dev.txt), so that tests
+# on the host run what the images run; the second install adds anything pyproject.toml gained since.
+$(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "shadownet needs Python 3.11, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes --only-binary=:all: -r requirements/dev.txt
 	$(BIN)/pip install --quiet -e '.[tf,dev]'
 	touch $@
 
 venv: $(STAMP) ## create .venv with shadownet, TensorFlow (CPU) and the test tools
 
-$(DATA_DIR)/Train/sample.txt: | $(STAMP)
-	$(SHADOWNET) synth --out $(DATA_DIR) --count $(DEMO_COUNT) --kind $(DEMO_KIND) --seed $(SEED)
+# With a venv the sample is made there; without one (a machine with Docker only) in the generation image.
+$(DATA_DIR)/Train/sample.txt:
+	if [ -x $(SHADOWNET) ]; then \
+		$(SHADOWNET) synth --out $(DATA_DIR) --count $(DEMO_COUNT) --kind $(DEMO_KIND) --seed $(SEED); \
+	else \
+		mkdir -p $(DATA_DIR); \
+		$(DOCKER_RUN) -v $(abspath $(DATA_DIR)):/data/data $(TFRECORDS_IMAGE) \
+			synth --out /data/data --count $(DEMO_COUNT) --kind $(DEMO_KIND) --seed $(SEED); \
+	fi
 
-sample: $(DATA_DIR)/Train/sample.txt ## generate the small synthetic sample dataset in DATA_DIR (seeded)
+sample: $(STAMP) $(DATA_DIR)/Train/sample.txt ## generate the small synthetic sample dataset in DATA_DIR (seeded)
 
 demo: $(STAMP) sample ## the whole job on the sample: validate, TFRecords, train, evaluate, export, predict
 	$(SHADOWNET) validate --dataset-dir $(DATA_DIR) --report $(OUTPUT_DIR)/validation.json
@@ -52,11 +107,14 @@ demo: $(STAMP) sample ## the whole job on the sample: validate, TFRecords, train
 	$(SHADOWNET) predict --model $(EXPORT_DIR)/shadownet --json \
 		$$(sed -n '1,2s/ .*//p' $(DATA_DIR)/Test/sample.txt | sed 's|^/||; s|^|$(DATA_DIR)/|')
 
-test: $(STAMP) ## run every test, the slow end-to-end ones included
+test: $(STAMP) ## run every test, the slow end-to-end ones included (and the image tests: make build first)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the tests without the slow ones
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+test-gpu-image: $(STAMP) build-gpu ## build the GPU image and run its tests (not part of `make test`'s CI run)
+	SHADOWNET_TEST_GPU_IMAGE=1 $(BIN)/python -m pytest tests/test_docker.py -k gpu $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks/tfrecords.py: 10k images, memory at 100k (several minutes)
 	$(BIN)/python benchmarks/tfrecords.py --count 10000 --rss-count 100000
@@ -64,6 +122,77 @@ bench: $(STAMP) ## benchmarks/tfrecords.py: 10k images, memory at 100k (several 
 bench-train: $(STAMP) ## benchmarks/train.py: training, input pipeline and serving speed
 	$(BIN)/python benchmarks/train.py
 
-clean: ## remove generated data and outputs (keeps .venv)
-	rm -rf $(OUTPUT_DIR) data/sample .pytest_cache
+$(TOOLS_STAMP): requirements/tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --require-hashes --only-binary=:all: -r requirements/tools.txt
+	touch $@
+
+lint: $(TOOLS_STAMP) ## hadolint on the Dockerfiles, shellcheck on the scripts, ruff's error rules on the code
+	$(TOOLS)/bin/hadolint Dockerfiles/*.Dockerfile
+	$(TOOLS)/bin/shellcheck Dockerfiles/scripts/*.sh .ci/run
+	$(TOOLS)/bin/ruff check --isolated --select E9,F63,F7,F82 code tests benchmarks
+
+lock: $(TOOLS_STAMP) ## regenerate the hash-locked requirements/*.txt (LOCK_FLAGS=--upgrade for newer versions)
+	$(LOCK) pyproject.toml -o requirements/tfrecords.txt
+	$(LOCK) --extra tf pyproject.toml -o requirements/train-cpu.txt
+	$(LOCK) pyproject.toml requirements/train-gpu.in -o requirements/train-gpu.txt
+	$(LOCK) --extra tf --extra dev pyproject.toml -o requirements/dev.txt
+	$(LOCK) requirements/build.in -o requirements/build.txt
+	$(LOCK) requirements/tools.in -o requirements/tools.txt
+
+base-image: ## build LOCAL_BASE_IMAGE: Debian bookworm + Python 3.11 by debootstrap (root, no registry needed)
+	Dockerfiles/scripts/base-image.sh $(LOCAL_BASE_IMAGE) $(DOCKER)
+
+# $(call docker_build,NAME): wheelhouse, staged context, then `docker build` of Dockerfiles/NAME.Dockerfile.
+define docker_build
+	wheels=; if [ "$(PIP_SOURCE)" = wheelhouse ]; then wheels=$(WHEELHOUSE)/$(1); \
+		Dockerfiles/scripts/wheelhouse.sh $$wheels requirements/$(1).txt requirements/build.txt; fi; \
+	Dockerfiles/scripts/context.sh build/docker/$(1) requirements/$(1).txt "$$wheels" "$(EXTRA_CA)"
+	base=$$(Dockerfiles/scripts/resolve-base.sh "$(BASE_IMAGE)" "$(USE_LOCAL_BASE)" "$(LOCAL_BASE_IMAGE)" \
+		Dockerfiles/$(1).Dockerfile $(DOCKER)); \
+	echo "building $(2) on $$base"; \
+	$(DOCKER) build --network host -f Dockerfiles/$(1).Dockerfile -t $(2) \
+		--build-arg BASE_IMAGE="$$base" --build-arg PIP_SOURCE=$(PIP_SOURCE) --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) $(DOCKER_BUILD_FLAGS) build/docker/$(1)
+	@$(DOCKER) image ls $(2)
+endef
+
+build: build-tfrecords build-cpu build-gpu ## build the three images
+
+build-tfrecords: ## build the generation image (no TensorFlow)
+	$(call docker_build,tfrecords,$(TFRECORDS_IMAGE))
+
+build-cpu: ## build the CPU training image
+	$(call docker_build,train-cpu,$(CPU_IMAGE))
+
+build-gpu: ## build the GPU training image (several GB of CUDA wheels)
+	$(call docker_build,train-gpu,$(GPU_IMAGE))
+
+tfrecords: $(DATA_DIR)/Train/sample.txt ## generation image: DATA_DIR (read-only) -> OUTPUT_DIR/records
+	mkdir -p $(OUTPUT_DIR)
+	$(DOCKER_RUN) -v $(abspath $(DATA_DIR)):/data/data:ro $(OUTPUT_MOUNT) $(TFRECORDS_IMAGE) \
+		tfrecords --dataset-dir /data/data --save-dir /data/output/records --seed $(SEED) $(TFRECORDS_ARGS)
+
+train: ## CPU image: train MODEL for TRAIN_STEPS on OUTPUT_DIR/records -> OUTPUT_DIR/model (resumes)
+	$(DOCKER_RUN) $(OUTPUT_MOUNT) $(CPU_IMAGE) train --tfrecords-dir /data/output/records \
+		--model-dir /data/output/model --model $(MODEL) --train-steps $(TRAIN_STEPS) $(TRAIN_ARGS)
+
+train-gpu: ## the same in the GPU image, with GPU_FLAGS (--gpus all: needs the NVIDIA container toolkit)
+	$(DOCKER_RUN) $(GPU_FLAGS) $(OUTPUT_MOUNT) $(GPU_IMAGE) train --tfrecords-dir /data/output/records \
+		--model-dir /data/output/model --model $(MODEL) --train-steps $(TRAIN_STEPS) $(TRAIN_ARGS)
+
+evaluate: ## CPU image: evaluate OUTPUT_DIR/model on the test split -> OUTPUT_DIR/evaluation.json and .png
+	$(DOCKER_RUN) $(OUTPUT_MOUNT) $(CPU_IMAGE) evaluate --tfrecords-dir /data/output/records \
+		--model-dir /data/output/model --report /data/output/evaluation.json
+
+export: ## CPU image: export OUTPUT_DIR/model for TF Serving -> OUTPUT_DIR/export/shadownet/VERSION
+	$(DOCKER_RUN) $(OUTPUT_MOUNT) $(CPU_IMAGE) export --model-dir /data/output/model \
+		--export-dir /data/output/export
+
+clean: ## remove generated data, outputs and staged build contexts (keeps .venv and the wheelhouse)
+	rm -rf $(OUTPUT_DIR) data/sample .pytest_cache build/docker
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-docker: ## remove the wheelhouse, the staged contexts and this project's images
+	rm -rf $(WHEELHOUSE) build/docker
+	-$(DOCKER) image rm $(TFRECORDS_IMAGE) $(CPU_IMAGE) $(GPU_IMAGE) $(LOCAL_BASE_IMAGE) 2>/dev/null

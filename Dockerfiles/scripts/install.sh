@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs in the build stage of every image, from the build context that context.sh stages in /ctx:
+#   install.sh deps      the hash-locked requirements into the venv /opt/venv (build tools into /opt/build)
+#   install.sh package   shadownet itself, built from /ctx/src with the locked setuptools, no network
+#
+# PIP_SOURCE=wheelhouse (default): no network at all; every file comes from /ctx/wheels (downloaded on the host
+#   by wheelhouse.sh) and its hash is checked again here. PIP_SOURCE=index: from the package index
+#   (PIP_INDEX_URL if set); a TLS-intercepting proxy's CA can be added as /ctx/ca/*.crt, trusted in this
+#   build stage only (the final image copies /opt/venv and nothing else).
+set -euo pipefail
+
+ctx=/ctx
+pip_args=(--quiet --no-cache-dir --disable-pip-version-check)
+
+case ${1:-} in
+  deps)
+    pip_args+=(--require-hashes --only-binary=:all:)
+    case ${PIP_SOURCE:-wheelhouse} in
+      wheelhouse) pip_args+=(--no-index --find-links "$ctx/wheels") ;;
+      index) ;;
+      *) echo "install.sh: PIP_SOURCE must be wheelhouse or index, not '$PIP_SOURCE'" >&2; exit 2 ;;
+    esac
+    if compgen -G "$ctx/ca/*.crt" >/dev/null; then
+      # pip then trusts this bundle only: the system roots plus the extra CA(s).
+      cat /etc/ssl/certs/ca-certificates.crt "$ctx"/ca/*.crt > /tmp/pip-ca-bundle.crt
+      export PIP_CERT=/tmp/pip-ca-bundle.crt
+    fi
+    # /opt/venv gets no pip or setuptools of its own (unless a locked requirement needs them):
+    # the build venv's pip installs into it with --python.
+    python3 -m venv /opt/build
+    /opt/build/bin/pip install "${pip_args[@]}" -r "$ctx/build-requirements.txt"
+    python3 -m venv --without-pip /opt/venv
+    /opt/build/bin/pip --python /opt/venv/bin/python install "${pip_args[@]}" -r "$ctx/requirements.txt"
+    rm -f /tmp/pip-ca-bundle.crt
+    # Two parts of TensorFlow's install that only serve building against it, left out for the CPU image's
+    # 1.6 GB goal: its C++ headers (~290 MB, for compiling custom ops) and libclang (~60 MB; TensorFlow's
+    # Python code never imports it). The image tests import TensorFlow and train with what remains.
+    rm -rf /opt/venv/lib/python3.*/site-packages/tensorflow/include
+    if /opt/venv/bin/python -c 'import clang' 2>/dev/null; then
+      /opt/build/bin/pip --python /opt/venv/bin/python uninstall --quiet --yes libclang
+    fi
+    ;;
+  package)
+    /opt/build/bin/pip wheel "${pip_args[@]}" --no-deps --no-build-isolation --no-index \
+      --wheel-dir /tmp/dist "$ctx/src"
+    /opt/build/bin/pip --python /opt/venv/bin/python install "${pip_args[@]}" --no-deps --no-index \
+      /tmp/dist/shadownet-*.whl
+    /opt/venv/bin/shadownet --version
+    ;;
+  *) echo "usage: install.sh deps|package" >&2; exit 2 ;;
+esac

@@ -1,0 +1,57 @@
+# shadownet GPU training image: the CPU image's commands on NVIDIA GPUs, with TensorFlow and NVIDIA's CUDA 12
+# and cuDNN 9 wheels (tensorflow[and-cuda], requirements/train-gpu.txt); the host needs only the NVIDIA driver
+# and the NVIDIA container toolkit (`docker run --gpus all`). `<image> train --tfrecords-dir ... --model-dir ...` is also how
+# cloud platforms start it. Build with `make build-gpu`: the build context is the folder that
+# Dockerfiles/scripts/context.sh stages, not the repository (see Dockerfiles/README-section.md).
+#
+# Default base: the official python:3.11-slim-bookworm, pinned to the digest of its multi-platform index as
+# published on Docker Hub in autumn 2026 (Python 3.11.16; the digest public projects pin for that tag at the
+# time). Where no registry is reachable, `make base-image` builds an equivalent from Debian packages.
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+
+FROM ${BASE_IMAGE} AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# wheelhouse: offline, from wheels/ in the context; index: from the package index (see install.sh)
+ARG PIP_SOURCE=wheelhouse
+COPY scripts/install.sh /ctx/
+COPY requirements.txt build-requirements.txt /ctx/
+COPY ca/ /ctx/ca/
+COPY wheels/ /ctx/wheels/
+RUN PIP_SOURCE="${PIP_SOURCE}" /ctx/install.sh deps
+# The code last: editing it rebuilds only this layer.
+COPY src/ /ctx/src/
+RUN /ctx/install.sh package
+
+FROM ${BASE_IMAGE}
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# A fixed non-root user. The image also runs under any --user UID:GID (`make train` passes the caller's,
+# so files in mounted folders belong to them) and as root: nothing is written outside /tmp and the mounts.
+RUN groupadd --gid 10001 shadownet \
+    && useradd --uid 10001 --gid 10001 --no-log-init --create-home --shell /usr/sbin/nologin shadownet \
+    && mkdir -p /data/data /data/output \
+    && chmod 1777 /data /data/output
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    XDG_CACHE_HOME=/tmp/.cache \
+    KERAS_HOME=/tmp/.keras \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+WORKDIR /data
+USER 10001:10001
+
+ARG BASE_IMAGE
+ARG VERSION=unknown
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="shadownet-train-gpu" \
+      org.opencontainers.image.description="shadownet training, evaluation and export on NVIDIA GPUs (TensorFlow, CUDA 12, cuDNN 9): shadownet train --tfrecords-dir DIR --model-dir DIR" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+
+ENTRYPOINT ["shadownet"]
+CMD ["--help"]
