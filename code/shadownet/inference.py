@@ -152,9 +152,9 @@ def _bidirectional(layer) -> Step:
 
     def step(s):
         x, lengths = s["x"], s["lengths"]
-        ahead = _lstm(x, lengths, *forward)
+        ahead = _lstm(x, *forward)
         reversed_x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
-        behind = tf.reverse_sequence(_lstm(reversed_x, lengths, *backward), lengths, seq_axis=1, batch_axis=0)
+        behind = tf.reverse_sequence(_lstm(reversed_x, *backward), lengths, seq_axis=1, batch_axis=0)
         s["x"] = tf.concat([ahead, behind], -1)
 
     return step
@@ -169,22 +169,25 @@ def _lstm_weights(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cell.kernel.numpy(), cell.recurrent_kernel.numpy(), cell.bias.numpy()
 
 
-def _lstm(x, lengths, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray):
-    """One LSTM direction over x [batch, time, features]; steps at or past ``lengths`` keep the state."""
+def _lstm(x, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray):
+    """One LSTM direction over x [batch, time, features], from a zero state.
+
+    Unlike Keras, no state is held at padding steps: padding only ever follows an image's valid steps
+    (the backward direction runs on ``reverse_sequence``d inputs), so what the loop computes there
+    reaches no valid output.
+    """
     units = recurrent.shape[0]
     batch, steps = tf.shape(x)[0], tf.shape(x)[1]
     projected = tf.matmul(tf.reshape(x, [-1, kernel.shape[0]]), tf.constant(kernel)) + tf.constant(bias)
     projected = tf.transpose(tf.reshape(projected, [batch, steps, 4 * units]), [1, 0, 2])  # time-major
-    valid = tf.transpose(tf.sequence_mask(lengths, steps))[:, :, None]
 
     def body(t, h, c, outputs):
         # Keras' gate order: input, forget, candidate, output.
         gates = projected[t] + tf.matmul(h, tf.constant(recurrent))
         i, f, g, o = tf.split(gates, 4, axis=-1)
-        c_next = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-        h_next = tf.sigmoid(o) * tf.tanh(c_next)
-        keep = valid[t]
-        return t + 1, tf.where(keep, h_next, h), tf.where(keep, c_next, c), outputs.write(t, h_next)
+        c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        h = tf.sigmoid(o) * tf.tanh(c)
+        return t + 1, h, c, outputs.write(t, h)
 
     zeros = tf.zeros([batch, units])
     _, _, _, outputs = tf.while_loop(lambda t, *_: t < steps, body,
