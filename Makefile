@@ -107,14 +107,17 @@ demo: $(STAMP) sample ## the whole job on the sample: validate, TFRecords, train
 	$(SHADOWNET) predict --model $(EXPORT_DIR)/shadownet --json \
 		$$(sed -n '1,2s/ .*//p' $(DATA_DIR)/Test/sample.txt | sed 's|^/||; s|^|$(DATA_DIR)/|')
 
-test: $(STAMP) ## run every test, the slow end-to-end ones included (and the image tests: make build first)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# tests/test_docker.py uses the images named by these variables (built beforehand: make build-tfrecords build-cpu).
+PYTEST_ENV = IMAGE_PREFIX=$(IMAGE_PREFIX) TAG=$(TAG) DOCKER=$(DOCKER)
+
+test: $(STAMP) ## run every test, the slow end-to-end ones included (the image tests use the built images)
+	$(PYTEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the tests without the slow ones
-	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+	$(PYTEST_ENV) $(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 test-gpu-image: $(STAMP) build-gpu ## build the GPU image and run its tests (not part of `make test`'s CI run)
-	SHADOWNET_TEST_GPU_IMAGE=1 $(BIN)/python -m pytest tests/test_docker.py -k gpu $(PYTEST_ARGS)
+	$(PYTEST_ENV) SHADOWNET_TEST_GPU_IMAGE=1 $(BIN)/python -m pytest tests/test_docker.py -k gpu $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks/tfrecords.py: 10k images, memory at 100k (several minutes)
 	$(BIN)/python benchmarks/tfrecords.py --count 10000 --rss-count 100000

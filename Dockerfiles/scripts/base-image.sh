@@ -5,10 +5,10 @@
 #
 #   Dockerfiles/scripts/base-image.sh IMAGE [DOCKER]
 #
-# Needs root (debootstrap creates device nodes and chowns files) and the debootstrap package. The mirror is
-# debootstrap's default unless DEBIAN_MIRROR is set; http_proxy/https_proxy are honoured by its downloads as
-# usual, and nothing of them is written into the image. The host's resolv.conf and hostname, which debootstrap
-# copies in, are removed: Docker provides both at run time.
+# Needs root (debootstrap creates device nodes and chowns files); installs debootstrap if it is missing.
+# The mirror is debootstrap's default unless DEBIAN_MIRROR is set; a proxy (http_proxy, or apt's
+# Acquire::http::Proxy) is used for the downloads and written nowhere in the image. The host's resolv.conf and
+# hostname, which debootstrap copies in, are removed: Docker provides both at run time.
 set -euo pipefail
 
 image=${1:?usage: base-image.sh IMAGE [DOCKER]}
@@ -17,7 +17,18 @@ suite=bookworm
 packages=python3,python3-venv,ca-certificates
 
 [[ $(id -u) == 0 ]] || { echo "base-image: debootstrap needs root (try: sudo make base-image)" >&2; exit 1; }
-command -v debootstrap >/dev/null || { echo "base-image: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null; then
+  command -v apt-get >/dev/null || { echo "base-image: needs debootstrap (a Debian or Ubuntu host)" >&2; exit 1; }
+  echo "base-image: installing debootstrap" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+fi
+
+# A proxy set only in apt's configuration (Acquire::http::Proxy), handed to debootstrap's downloads and to apt
+# in the chroot through the environment: nothing of it is written into the image.
+if [[ -z ${http_proxy:-} ]]; then
+  proxy=$(apt-config shell proxy Acquire::http::Proxy | sed -n "s/^proxy='\(.*\)'$/\1/p")
+  if [[ -n $proxy && $proxy != DIRECT ]]; then export http_proxy=$proxy; fi
+fi
 
 rootfs=$(mktemp -d "${TMPDIR:-/tmp}/shadownet-rootfs.XXXXXX")
 trap 'rm -rf --one-file-system "$rootfs"' EXIT
@@ -29,10 +40,11 @@ rm -f "$rootfs.log"
 
 # Security and point-release updates: debootstrap installs the release as it was published. The update
 # suites are taken from this host's apt sources (a Debian host is needed for debootstrap anyway).
+# shellcheck disable=SC2016  # $(REPO_URI) is apt's format syntax, not the shell's
 mapfile -t updates < <(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' 2>/dev/null \
   | awk -v s="$suite" '$2 == s "-updates" || $2 == s "-security"' | sort -u)
 if ((${#updates[@]})); then
-  printf 'deb %s %s main\n' $(for u in "${updates[@]}"; do echo "$u"; done) >> "$rootfs/etc/apt/sources.list"
+  for update in "${updates[@]}"; do echo "deb $update main"; done >> "$rootfs/etc/apt/sources.list"
   chroot "$rootfs" /bin/sh -c 'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get upgrade -y -qq' \
     > "$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
   rm -f "$rootfs.log"

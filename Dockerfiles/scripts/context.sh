@@ -28,7 +28,9 @@ if [[ -n $wheelhouse ]]; then
   cp -al "$wheelhouse/." "$dir/wheels/" 2>/dev/null || cp -a "$wheelhouse/." "$dir/wheels/"
 fi
 if [[ -n $extra_ca ]]; then
-  grep -q -- "-----BEGIN CERTIFICATE-----" "$extra_ca" && ! grep -q -- "PRIVATE KEY" "$extra_ca" \
-    || { echo "context.sh: EXTRA_CA=$extra_ca must be PEM certificates only (no keys)" >&2; exit 2; }
+  if ! grep -q -- "-----BEGIN CERTIFICATE-----" "$extra_ca" || grep -q -- "PRIVATE KEY" "$extra_ca"; then
+    echo "context.sh: EXTRA_CA=$extra_ca must be PEM certificates only (no keys)" >&2
+    exit 2
+  fi
   cp "$extra_ca" "$dir/ca/extra.crt"
 fi

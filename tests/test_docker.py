@@ -1,0 +1,306 @@
+"""The images as a user meets them: `make tfrecords`, `make train` ... on mounted folders, as the caller's UID.
+
+The images are not built here: `.ci/run` builds them first (`make build-tfrecords build-cpu`), and these tests
+use the names the Makefile gives them (IMAGE_PREFIX, TAG and DOCKER from the environment, same defaults).
+Without a Docker engine or without the images they are skipped, except under CI=true, where they fail.
+The GPU image is tested only with SHADOWNET_TEST_GPU_IMAGE=1 (`make test-gpu-image`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from shadownet import __version__
+
+from conftest import REPO, run_cli, tree_digest
+
+DOCKER = os.environ.get("DOCKER", "docker")
+PREFIX = os.environ.get("IMAGE_PREFIX", "shadownet")
+TAG = os.environ.get("TAG", __version__)
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+TEST_GPU_IMAGE = os.environ.get("SHADOWNET_TEST_GPU_IMAGE") == "1"
+# Goals of the issue, in decimal units as `docker image ls` shows them.
+SIZE_GOALS = {"tfrecords": 400e6, "train-cpu": 1.6e9}
+IMAGE_USER = "10001:10001"
+# A UID:GID that exists nowhere in the images, for "runs under any --user".
+OTHER_USER = (4321, 4321)
+
+
+def image_name(kind: str) -> str:
+    return f"{PREFIX}/{kind}:{TAG}"
+
+
+def unavailable(reason: str):
+    """Fail under CI (the images must be there), skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def run_image(kind: str, *args: str, user: str | None = None, mounts: dict | None = None, entrypoint=None,
+              check: bool = True, extra=()) -> subprocess.CompletedProcess:
+    """docker run --rm --network host [--user] [-v HOST:CONTAINER[:ro]] IMAGE ARGS; mounts: {CONTAINER[:ro]: HOST}."""
+    flags = ["run", "--rm", "--init", "--network", "host", *extra]
+    if user is not None:
+        flags += ["--user", user]
+    for container_path, host in (mounts or {}).items():
+        flags += ["-v", f"{host}:{container_path}"]
+    if entrypoint:
+        flags += ["--entrypoint", entrypoint]
+    return docker(*flags, image_name(kind), *args, check=check)
+
+
+def make(*targets: str, **variables) -> subprocess.CompletedProcess:
+    """`make TARGETS VAR=value ...` in the repository, with this run's image names."""
+    variables = {"DOCKER": DOCKER, "IMAGE_PREFIX": PREFIX, "TAG": TAG, **variables}
+    command = ["make", "--no-print-directory", "-C", str(REPO), *targets,
+               *(f"{key}={value}" for key, value in variables.items())]
+    # A fresh top-level make: nothing of an enclosing `make test` (MAKEFLAGS, its variables) leaks in.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def engine():
+    try:
+        info = subprocess.run([DOCKER, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        unavailable(f"no Docker engine answers ({exc})")
+    if info.returncode != 0:
+        unavailable(f"no Docker engine answers: {info.stderr.strip()}")
+
+
+def require_image(kind: str) -> str:
+    if docker("image", "inspect", image_name(kind), check=False).returncode != 0:
+        unavailable(f"image {image_name(kind)} is missing (make build-{kind.removeprefix('train-')})")
+    return image_name(kind)
+
+
+@pytest.fixture(scope="session")
+def tfrecords_image(engine) -> str:
+    return require_image("tfrecords")
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine) -> str:
+    return require_image("train-cpu")
+
+
+def inspect(kind: str) -> dict:
+    return json.loads(docker("image", "inspect", image_name(kind)).stdout)[0]
+
+
+def caller() -> tuple[int, int]:
+    """Who the run targets run as here: the test's own user, or OTHER_USER when that is root (CI)."""
+    return OTHER_USER if os.getuid() == 0 else (os.getuid(), os.getgid())
+
+
+def writable_dir(path: Path, owner: tuple[int, int]) -> Path:
+    """A folder the container user can write to, as `make` creates it for the caller."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.getuid() == 0:
+        os.chown(path, *owner)
+    return path
+
+
+def owners(folder: Path) -> set[tuple[int, int]]:
+    return {(p.stat().st_uid, p.stat().st_gid) for p in folder.rglob("*")}
+
+
+# --- without Docker: the files the images are built from ---------------------------------------------------
+
+DOCKERFILES = {kind: REPO / "Dockerfiles" / f"{kind}.Dockerfile" for kind in ("tfrecords", "train-cpu", "train-gpu")}
+
+
+def test_dockerfiles_share_a_digest_pinned_base_and_exec_entrypoint():
+    bases = set()
+    for kind, path in DOCKERFILES.items():
+        text = path.read_text()
+        bases.update(re.findall(r"^ARG BASE_IMAGE=(\S+)$", text, re.M))
+        assert re.search(r'^ENTRYPOINT \["shadownet"\]$', text, re.M), kind
+        assert re.search(rf"^USER {IMAGE_USER}$", text, re.M), kind
+        assert "--mount" not in text and "# syntax" not in text, f"{kind}: BuildKit-only syntax"
+    assert len(bases) == 1, bases
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", bases.pop())
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    text = lock.read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9._-]+)==(\S+) \\$", text, re.M))
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text)
+    unhashed = [b.split()[0] for b in blocks if "==" in b.split("\n")[0] and "--hash=sha256:" not in b]
+    assert not unhashed, f"{lock.name}: no hash for {unhashed}"
+    return {canonicalize_name(name): version for name, version in pins.items()}
+
+
+@pytest.mark.parametrize("lock, extras, extra_in", [
+    ("tfrecords", (), None),
+    ("train-cpu", ("tf",), None),
+    ("train-gpu", (), "train-gpu.in"),
+    ("dev", ("tf", "dev"), None),
+])
+def test_lock_files_pin_what_pyproject_asks_for(lock, extras, extra_in):
+    """A dependency added to pyproject.toml without `make lock` would be missing from the images."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in extras:
+        wanted += project["optional-dependencies"][extra]
+    if extra_in:
+        wanted += [line for line in (REPO / "requirements" / extra_in).read_text().splitlines()
+                   if line.strip() and not line.startswith("#")]
+    pins = _pins(REPO / "requirements" / f"{lock}.txt")
+    for text in wanted:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"requirements/{lock}.txt has no {name}: run make lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), \
+            f"requirements/{lock}.txt pins {name}=={pins[name]}, pyproject wants {text}: run make lock"
+    if lock == "tfrecords":
+        assert not {"tensorflow", "tensorflow-cpu", "keras"} & set(pins), "the generation image needs no TensorFlow"
+
+
+# --- the built images ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["tfrecords", "train-cpu"])
+def test_image_smoke(kind, engine):
+    require_image(kind)
+    assert run_image(kind, "--version").stdout.strip() == f"shadownet {__version__}"
+    usage = run_image(kind).stdout  # default CMD: --help
+    for command in ("synth", "tfrecords", "train", "evaluate", "export"):
+        assert command in usage
+    probe = ("import importlib.util as u, cv2, numpy, PIL, google_crc32c, ujson, shadownet; "
+             "print(shadownet.__version__, u.find_spec('tensorflow') is not None)")
+    version, has_tf = run_image(kind, "-c", probe, entrypoint="python").stdout.split()
+    assert version == __version__
+    assert has_tf == ("True" if kind == "train-cpu" else "False")
+    if kind == "train-cpu":
+        tf_probe = "import tensorflow as tf, keras; print(tf.__version__, len(tf.config.list_physical_devices('GPU')))"
+        tf_version, gpus = run_image(kind, "-c", tf_probe, entrypoint="python").stdout.split()
+        assert tf_version.startswith("2.21.") and gpus == "0"
+
+
+@pytest.mark.parametrize("kind", ["tfrecords", "train-cpu"])
+def test_image_size_labels_and_user(kind, engine):
+    require_image(kind)
+    meta = inspect(kind)
+    assert meta["Size"] <= SIZE_GOALS[kind], f"{kind}: {meta['Size'] / 1e6:.0f} MB > goal {SIZE_GOALS[kind] / 1e6:.0f} MB"
+    labels = meta["Config"]["Labels"]
+    assert labels["org.opencontainers.image.title"] == f"shadownet-{kind}"
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.licenses"] == "MIT"
+    assert labels["org.opencontainers.image.base.name"]
+    assert meta["Config"]["User"] == IMAGE_USER
+    assert meta["Config"]["Entrypoint"] == ["shadownet"]
+    assert run_image(kind, "-c", "id -u; id -g", entrypoint="sh").stdout.split() == ["10001", "10001"]
+
+
+@pytest.mark.parametrize("user", ["image", "root", "other"])
+def test_generation_runs_as_image_user_root_or_any_uid(user, tfrecords_image, tmp_path, good_dataset):
+    """Files land owned by whoever the container runs as; root as on platforms that ignore USER."""
+    uid_gid = {"image": (10001, 10001), "root": (0, 0), "other": caller()}[user]
+    if os.getuid() != 0 and uid_gid != (os.getuid(), os.getgid()):
+        pytest.skip("needs root to hand the output folder to another user")
+    out = writable_dir(tmp_path / "out", uid_gid)
+    result = run_image("tfrecords", "tfrecords", "--dataset-dir", "/data/data", "--save-dir", "/data/output/rec",
+                       user=None if user == "image" else "%d:%d" % uid_gid,
+                       mounts={"/data/data:ro": good_dataset, "/data/output": out})
+    assert "wrote 27 train, 3 validation, 8 test records" in result.stderr
+    assert owners(out / "rec") == {uid_gid}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, tfrecords_image):
+    """`make tfrecords` on a fresh machine (no venv): synth and tfrecords in the generation image, as the
+    caller; and the same two steps on the host, outside any container."""
+    root = tmp_path_factory.mktemp("docker-generation")
+    user = caller()
+    data = writable_dir(root / "data", user)
+    out = writable_dir(root / "out", user)
+    make("tfrecords", VENV=root / "no-venv", DATA_DIR=data, OUTPUT_DIR=out, DEMO_COUNT=240, SEED=3,
+         DOCKER_USER="%d:%d" % user)
+    host_data, host_records = root / "host-data", root / "host-records"
+    run_cli("synth", "--out", host_data, "--count", 240, "--kind", "lines", "--seed", 3, check=True)
+    run_cli("tfrecords", "--dataset-dir", host_data, "--save-dir", host_records, "--seed", 3, check=True)
+    return {"data": data, "out": out, "user": user, "host_data": host_data, "host_records": host_records}
+
+
+@pytest.mark.slow
+def test_container_generation_equals_host_generation(generated):
+    assert tree_digest(generated["data"]) == tree_digest(generated["host_data"])
+    container, host = generated["out"] / "records", generated["host_records"]
+    manifests = [json.loads((folder / "manifest.json").read_text()) for folder in (container, host)]
+    assert manifests[0]["source"].pop("dataset_dir") == "/data/data"
+    manifests[1]["source"].pop("dataset_dir")
+    assert manifests[0] == manifests[1]
+    records = {name: digest for name, digest in tree_digest(container).items() if name != "manifest.json"}
+    assert records == {name: digest for name, digest in tree_digest(host).items() if name != "manifest.json"}
+    assert len(records) == 3 and manifests[0]["counts"] == {"train": 194, "validation": 22, "test": 24}
+
+
+@pytest.mark.slow
+def test_generated_files_belong_to_the_caller(generated):
+    assert owners(generated["data"]) == {generated["user"]}
+    assert owners(generated["out"]) == {generated["user"]}
+
+
+@pytest.mark.slow
+def test_train_evaluate_export_predict_in_cpu_image(generated, cpu_image):
+    """`make train evaluate export` on the records the generation image wrote, then predict with the export."""
+    out, user = generated["out"], generated["user"]
+    make("train", "evaluate", "export", OUTPUT_DIR=out, TRAIN_STEPS=6, DOCKER_USER="%d:%d" % user,
+         TRAIN_ARGS="--batch-size 16 --warmup-steps 2 --eval-every 6 --log-every 3 --eval-max-samples 16")
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["train_steps"] == 6 and config["model"] == "shadownet_small"
+    assert any((out / "model" / "checkpoints").glob("ckpt-6.index"))
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["num_samples"] == 24 and 0.0 <= report["char_error_rate"]
+    assert (out / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "export" / "shadownet" / "1" / "saved_model.pb").is_file()
+    assert owners(out) == {user}
+
+    images = [line.split(" ")[0].lstrip("/") for line in (generated["data"] / "Test" / "sample.txt").read_text().splitlines()[:2]]
+    result = run_image("train-cpu", "predict", "--model", "/data/output/export/shadownet", "--json",
+                       *(f"/data/data/{image}" for image in images), user="%d:%d" % user,
+                       mounts={"/data/data:ro": generated["data"], "/data/output:ro": out})
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["image"] for line in lines] == [f"/data/data/{image}" for image in images]
+    assert all(isinstance(line["text"], str) and 0.0 <= line["confidence"] <= 1.0 for line in lines)
+
+
+# --- the GPU image: built and tested on demand (make test-gpu-image) -----------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TEST_GPU_IMAGE, reason="SHADOWNET_TEST_GPU_IMAGE=1 (make test-gpu-image) tests the GPU image")
+def test_gpu_image(engine):
+    if docker("image", "inspect", image_name("train-gpu"), check=False).returncode != 0:
+        pytest.fail(f"SHADOWNET_TEST_GPU_IMAGE=1 but {image_name('train-gpu')} is missing (make build-gpu)")
+    assert run_image("train-gpu", "--version").stdout.strip() == f"shadownet {__version__}"
+    meta = inspect("train-gpu")
+    assert meta["Config"]["User"] == IMAGE_USER and meta["Config"]["Entrypoint"] == ["shadownet"]
+    assert meta["Config"]["Labels"]["org.opencontainers.image.title"] == "shadownet-train-gpu"
+    probe = "import tensorflow as tf; print(tf.__version__, tf.test.is_built_with_cuda())"
+    assert run_image("train-gpu", "-c", probe, entrypoint="python").stdout.split()[1] == "True"
+    if subprocess.run(["sh", "-c", "command -v nvidia-smi"], capture_output=True).returncode == 0:
+        gpus = run_image("train-gpu", "-c", "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))",
+                         entrypoint="python", extra=["--gpus", "all"]).stdout.strip()
+        assert int(gpus) >= 1
