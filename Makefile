@@ -154,7 +154,7 @@ define docker_build
 	base=$$(Dockerfiles/scripts/resolve-base.sh "$(BASE_IMAGE)" "$(USE_LOCAL_BASE)" "$(LOCAL_BASE_IMAGE)" \
 		Dockerfiles/$(1).Dockerfile $(DOCKER)); \
 	echo "building $(2) on $$base"; \
-	$(DOCKER) build --network host -f Dockerfiles/$(1).Dockerfile -t $(2) \
+	$(DOCKER) build --network host --force-rm -f Dockerfiles/$(1).Dockerfile -t $(2) \
 		--build-arg BASE_IMAGE="$$base" --build-arg PIP_SOURCE=$(PIP_SOURCE) --build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) $(DOCKER_BUILD_FLAGS) build/docker/$(1)
 	@$(DOCKER) image ls $(2)
