@@ -6,7 +6,7 @@
 #   Dockerfiles/scripts/wheelhouse.sh DIR REQUIREMENTS...
 #
 # Wheels for the images' platform (Linux x86_64, CPython 3.11), whatever the host's; a file already in DIR
-# whose hash matches is not downloaded again.
+# whose hash matches is not downloaded again, and files that no requirements file lists are removed.
 set -euo pipefail
 
 dir=${1:?usage: wheelhouse.sh DIR REQUIREMENTS...}
@@ -20,4 +20,10 @@ for requirements in "$@"; do
   "$python" -m pip download --quiet --disable-pip-version-check --require-hashes --no-deps \
     --only-binary=:all: "${platforms[@]}" --python-version 3.11 --implementation cp --abi cp311 \
     --dest "$dir" -r "$requirements"
+done
+# Files no requirements file names any more (older pins) would only swell the build context: drop them.
+for file in "$dir"/*; do
+  [[ -f $file ]] || continue
+  hash=$(sha256sum "$file" | cut -d' ' -f1)
+  grep -q -- "--hash=sha256:$hash" "$@" || { echo "wheelhouse: dropping unlisted $(basename "$file")"; rm -f "$file"; }
 done
