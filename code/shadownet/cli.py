@@ -78,12 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tfrecords-dir", required=True, type=Path)
     train.add_argument("--model-dir", required=True, type=Path)
     train.add_argument("--config", type=Path, help="YAML or JSON file of settings (flags override it)")
-    from .config import field_types
+    from .config import HELP, field_types
 
     settings = train.add_argument_group("settings (override the config file; see README)")
     for key, kind in field_types().items():
         settings.add_argument(f"--{key.replace('_', '-')}", dest=f"setting_{key}", default=argparse.SUPPRESS,
-                              metavar=kind.__name__.upper())
+                              metavar=kind.__name__.upper(), help=HELP.get(key))
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model on a split; JSON report + PNG grid")
     evaluate.add_argument("--tfrecords-dir", required=True, type=Path)
@@ -179,12 +179,15 @@ def _run_inspect(args) -> int:
 
 
 def _run_train(args) -> int:
+    from . import distribute
     from .config import load
     from .progress import Progress
     from .train import train
 
     overrides = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_")}
     config = load(args.config, overrides)
+    # Before any model or dataset exists, as TensorFlow requires.
+    strategy = distribute.create()
     bar: Progress | None = None
 
     def progress(step: int) -> None:
@@ -198,8 +201,10 @@ def _run_train(args) -> int:
         # On a terminal the bar is redrawn under each line; elsewhere plain lines for log scrapers.
         print(("\r\033[K" if bar else "") + line, file=sys.stderr if bar else sys.stdout, flush=True)
 
+    log(str(distribute.describe(strategy)))
     tty = sys.stderr.isatty()
-    result = train(config, args.tfrecords_dir, args.model_dir, log=log, progress=progress if tty else None)
+    result = train(config, args.tfrecords_dir, args.model_dir, log=log, progress=progress if tty else None,
+                   strategy=strategy)
     if bar:
         bar.close()
     best = result.best or {}

@@ -25,6 +25,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "best_metric": ("word_accuracy", "char_error_rate", "loss"),
 }
 
+HELP: dict[str, str] = {
+    "batch_size": "examples per replica (per GPU); a step trains on the global batch of batch_size x replicas",
+    "scale_learning_rate": "multiply learning_rate by the number of replicas (linear scaling for the larger "
+                           "global batch); default false",
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -35,10 +41,11 @@ class TrainConfig:
     # -- how long
     train_steps: int = 20_000
     max_train_seconds: float = 0.0  # 0: no limit; else checkpoint, save and exit 0 when spent
-    batch_size: int = 64
+    batch_size: int = 64  # per replica; a step trains on batch_size x replicas examples
     # -- optimisation
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    scale_learning_rate: bool = False  # multiply learning_rate by the number of replicas
     lr_schedule: str = "cosine"
     warmup_steps: int = 500
     clip_norm: float = 5.0  # global gradient norm; 0 disables clipping

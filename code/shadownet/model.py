@@ -71,8 +71,12 @@ class MaskColumns(layers.Layer):
         return super().get_config() | {"downsample": self.downsample}
 
 
-def build(name: str, num_classes: int) -> keras.Model:
-    """A ShadowNet variant (``shadownet`` or ``shadownet_small``) with ``num_classes`` outputs (blank included)."""
+def build(name: str, num_classes: int, synchronized_batch_norm: bool = False) -> keras.Model:
+    """A ShadowNet variant (``shadownet`` or ``shadownet_small``) with ``num_classes`` outputs (blank included).
+
+    ``synchronized_batch_norm``: batch statistics over the global batch of all replicas, not each
+    replica's slice, so that training on several devices computes what one device would.
+    """
     arch = ARCHITECTURES[name]
     images = keras.Input(shape=(HEIGHT, None, 3), name="image")
     widths = keras.Input(shape=(), dtype="int32", name="width")
@@ -82,7 +86,7 @@ def build(name: str, num_classes: int) -> keras.Model:
         x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=not batch_norm,
                           name=f"conv{index}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"bn{index}")(x)
+            x = layers.BatchNormalization(synchronized=synchronized_batch_norm, name=f"bn{index}")(x)
         x = layers.ReLU(name=f"relu{index}")(x)
         return MaskColumns(downsample, name=f"mask{index}")(x, widths)
 

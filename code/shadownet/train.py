@@ -10,6 +10,10 @@ Layout of ``model_dir``::
 
 A rerun with the same ``model_dir`` resumes from the newest checkpoint and stops at exactly
 ``train_steps``. When ``max_train_seconds`` is spent, it checkpoints and returns normally.
+
+Training runs under a ``tf.distribute`` strategy (see ``distribute``): each step trains on a
+global batch of ``batch_size x replicas`` examples, and its loss and gradients are those of that
+whole batch, as one device would compute them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import ctc, model as shadownet_model, pipeline, records
+from . import ctc, distribute, model as shadownet_model, pipeline, records
 from .charset import Charset
 from .config import TrainConfig, save as save_config
 from .errors import ShadownetError
@@ -60,15 +64,16 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup": self.warmup, "total": self.total, "kind": self.kind}
 
 
-def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    schedule = Schedule(config.learning_rate, config.warmup_steps, config.train_steps, config.lr_schedule)
-    clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
+def make_optimizer(config: TrainConfig, replicas: int = 1) -> keras.optimizers.Optimizer:
+    """The configured optimizer; it does not clip (the training step does, see ``Trainer``)."""
+    peak = config.learning_rate * (replicas if config.scale_learning_rate else 1)
+    schedule = Schedule(peak, config.warmup_steps, config.train_steps, config.lr_schedule)
     if config.optimizer == "adadelta":  # the original's; it wants a learning rate near 1
-        optimizer = keras.optimizers.Adadelta(schedule, **clip)
+        optimizer = keras.optimizers.Adadelta(schedule)
     elif config.weight_decay:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **clip)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     else:
-        optimizer = keras.optimizers.Adam(schedule, **clip)
+        optimizer = keras.optimizers.Adam(schedule)
     if config.mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -80,52 +85,102 @@ def set_precision(mode: str) -> None:
                                              "float16": "mixed_float16"}[mode])
 
 
-class Trainer:
-    """Holds the model, optimizer, step and the compiled train / eval functions."""
+INPUTS_SPEC = {"image": tf.TensorSpec([None, shadownet_model.HEIGHT, None, 3], tf.float32),
+               "width": tf.TensorSpec([None], tf.int32)}
+EVAL_TARGETS_SPEC = {"label": tf.TensorSpec([None, None], tf.int32),
+                     "label_length": tf.TensorSpec([None], tf.int32),
+                     "text": tf.TensorSpec([None], tf.string),
+                     "source": tf.TensorSpec([None], tf.string)}
 
-    def __init__(self, config: TrainConfig, charset: Charset, model_dir: Path):
+
+class Trainer:
+    """Holds the model, optimizer, step and the compiled train / eval functions.
+
+    Everything with state is created in ``strategy``'s scope (default: the current strategy), so
+    that each replica holds a copy. ``train_step`` takes one element of ``distribute_batches``
+    (or, under the default strategy, any batch of the pipeline) and returns the loss of the
+    global batch.
+    """
+
+    def __init__(self, config: TrainConfig, charset: Charset, model_dir: Path,
+                 strategy: tf.distribute.Strategy | None = None):
         self.config, self.charset, self.model_dir = config, charset, Path(model_dir)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        if config.xla and replicas > 1:
+            # XLA compiles a function for one device, and this step reads variables on every replica's.
+            raise ShadownetError(f"xla is not supported when training on {replicas} devices; set xla to false")
         set_precision(config.mixed_precision)
-        self.model = shadownet_model.build(config.model, charset.num_classes)
-        self.optimizer = make_optimizer(config)
-        self.optimizer.build(self.model.trainable_variables)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        with self.strategy.scope():
+            self.model = shadownet_model.build(config.model, charset.num_classes,
+                                               synchronized_batch_norm=replicas > 1)
+            self.optimizer = make_optimizer(config, replicas)
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.model_dir / "checkpoints",
                                                   max_to_keep=config.keep_checkpoints)
         self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.model_dir / "best", max_to_keep=1)
-        blank = charset.blank_index
-        jit = bool(config.xla)
+        self.train_step = tf.function(self._train_step, jit_compile=bool(config.xla), reduce_retracing=True)
+        # Evaluation runs outside the replicas, on the first device's copy of the weights.
+        self.eval_step = tf.function(self._eval_step, input_signature=[INPUTS_SPEC, EVAL_TARGETS_SPEC])
 
-        inputs_spec = {"image": tf.TensorSpec([None, shadownet_model.HEIGHT, None, 3], tf.float32),
-                       "width": tf.TensorSpec([None], tf.int32)}
-        targets_spec = {"label": tf.TensorSpec([None, None], tf.int32),
-                        "label_length": tf.TensorSpec([None], tf.int32)}
-        eval_targets_spec = targets_spec | {"text": tf.TensorSpec([None], tf.string),
-                                            "source": tf.TensorSpec([None], tf.string)}
+    def distribute_batches(self, make_batches) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+        """``make_batches(global_batch_size)`` (a ``tf.data.Dataset``) -> what ``train_step`` takes, per step.
 
+        Each global batch of ``batch_size x replicas`` is cut into one slice per replica.
+        """
+        def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            # A worker's share of the replicas (all of them on one machine).
+            replicas = context.num_replicas_in_sync // context.num_input_pipelines
+            return distribute.split_batches(make_batches(self.config.batch_size * replicas), replicas)
+
+        batches = self.strategy.distribute_datasets_from_function(dataset_fn)
         # One trace for every batch shape (widths vary by bucket); XLA still compiles per shape.
-        @tf.function(jit_compile=jit, input_signature=[inputs_spec, targets_spec])
-        def train_step(inputs, targets):
-            with tf.GradientTape() as tape:
-                logits = self.model(inputs, training=True)
-                lengths = shadownet_model.sequence_lengths(inputs["width"])
-                loss = tf.reduce_mean(ctc.loss(targets["label"], targets["label_length"], logits, lengths, blank))
-                scaled = self.optimizer.scale_loss(loss)  # identity unless float16 loss scaling
-            gradients = tape.gradient(scaled, self.model.trainable_variables)
-            self.optimizer.apply(gradients, self.model.trainable_variables)
-            self.step.assign_add(1)
-            return loss
+        self.train_step.get_concrete_function(*batches.element_spec)
+        return batches
 
-        @tf.function(input_signature=[inputs_spec, eval_targets_spec])
-        def eval_step(inputs, targets):
-            logits = self.model(inputs, training=False)
+    def _train_step(self, inputs, targets):
+        losses = self.strategy.run(self._replica_step, args=(inputs, targets))
+        self.step.assign_add(1)
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def _replica_step(self, inputs, targets):
+        """One replica's share of a step; returns its examples' loss divided by the global batch size."""
+        context = tf.distribute.get_replica_context()
+        local_size = tf.cast(tf.shape(inputs["width"])[0], tf.float32)
+        global_size = context.all_reduce(tf.distribute.ReduceOp.SUM, local_size)
+        with tf.GradientTape() as tape:
+            logits = self.model(inputs, training=True)
             lengths = shadownet_model.sequence_lengths(inputs["width"])
-            losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, blank)
-            ids, confidence = ctc.greedy(logits, lengths, blank)
-            return losses, ids.to_tensor(default_value=-1), confidence
+            losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, self.charset.blank_index)
+            # Summed over the replicas (as the optimizer sums the gradients), this is the global batch's mean.
+            loss = tf.math.divide_no_nan(tf.reduce_sum(losses), global_size)
+            scaled = self.optimizer.scale_loss(loss)  # identity unless float16 loss scaling
+        gradients = tape.gradient(scaled, self.model.trainable_variables)
+        if self.config.clip_norm:
+            gradients = self._clip(gradients, context)
+        self.optimizer.apply(gradients, self.model.trainable_variables)
+        return loss
 
-        self.train_step, self.eval_step = train_step, eval_step
+    def _clip(self, gradients, context):
+        """Scale this replica's gradients so that their sum over the replicas has at most ``clip_norm``.
+
+        Keras optimizers clip each replica's gradients before summing them, which changes the
+        result with the number of replicas; the norm here is the global batch's, as on one device.
+        """
+        total = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)  # one device: the gradients
+        loss_scale = self.optimizer.scale_loss(1.0)  # the gradients are still multiplied by it
+        clipped, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm * loss_scale,
+                                            use_norm=tf.linalg.global_norm(total))
+        return clipped
+
+    def _eval_step(self, inputs, targets):
+        logits = self.model(inputs, training=False)
+        lengths = shadownet_model.sequence_lengths(inputs["width"])
+        losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, self.charset.blank_index)
+        ids, confidence = ctc.greedy(logits, lengths, self.charset.blank_index)
+        return losses, ids.to_tensor(default_value=-1), confidence
 
     def restore(self) -> int:
         """Resume from the newest checkpoint, if any; returns the step reached."""
@@ -162,10 +217,12 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
     return value > best if metric == "word_accuracy" else value < best
 
 
-def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, progress=None) -> TrainResult:
+def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, progress=None,
+          strategy: tf.distribute.Strategy | None = None) -> TrainResult:
     """Train (or resume) until ``train_steps`` or ``max_train_seconds``; see the module docstring.
 
     ``progress(step)`` is called with the step reached: once at start, then after every step.
+    ``strategy`` (default: the current one) must have been created at program start (``distribute.create``).
     """
     started = time.monotonic()
     tfrecords_dir, model_dir = Path(tfrecords_dir), Path(model_dir)
@@ -180,7 +237,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
         raise ShadownetError(f"{tfrecords_dir}: the train split is empty")
     keras.utils.set_random_seed(config.seed)
 
-    trainer = Trainer(config, charset, model_dir)
+    trainer = Trainer(config, charset, model_dir, strategy)
     step = trainer.restore()
     if progress is not None:
         progress(step)
@@ -189,7 +246,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     if step >= config.train_steps:
         log(f"already trained: step {step} of {config.train_steps}")
         return TrainResult(step, False, _read_best(model_dir))
-    batches = iter(pipeline.train_dataset(tfrecords_dir, config))
+    batches = iter(trainer.distribute_batches(lambda size: pipeline.train_dataset(tfrecords_dir, config, size)))
     has_validation = manifest["counts"]["validation"] > 0
     validation = pipeline.eval_dataset(tfrecords_dir, "validation", config,
                                        max_samples=config.eval_max_samples) if has_validation else None
@@ -205,7 +262,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
         if progress is not None:
             progress(step)
         window_loss.append(loss)
-        window_images += int(inputs["width"].shape[0])
+        window_images += distribute.local_examples(trainer.strategy, inputs["width"])
         if step % config.log_every == 0 or step == config.train_steps:
             mean_loss = float(np.mean([float(v) for v in window_loss]))
             rate = window_images / max(time.monotonic() - window_start, 1e-9)
