@@ -3,9 +3,11 @@
 # cloud platforms start it. Build with `make build-cpu`: the build context is the folder that
 # Dockerfiles/scripts/context.sh stages, not the repository (see Dockerfiles/README-section.md).
 #
-# Default base: the official python:3.11-slim-bookworm, pinned to the digest of its multi-platform index as
-# published on Docker Hub in autumn 2026 (Python 3.11.16; the digest public projects pin for that tag at the
-# time). Where no registry is reachable, `make base-image` builds an equivalent from Debian packages.
+# Default base: the official python:3.11-slim-bookworm (Python 3.11.16), pinned to the digest of its
+# multi-platform index. Where it came from: public projects that pin that tag to this digest, one recording it
+# as read from Docker Hub's tag API on 2026-09-21, another as resolved on 2026-10-01 (no registry is reachable
+# from our machines to check it again: `docker buildx imagetools inspect python:3.11-slim-bookworm` shows the
+# current one). Where no registry is reachable, `make base-image` builds an equivalent from Debian packages.
 ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 FROM ${BASE_IMAGE} AS build

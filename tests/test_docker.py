@@ -194,7 +194,8 @@ def test_image_smoke(kind, engine):
     assert version == __version__
     assert has_tf == ("True" if kind == "train-cpu" else "False")
     if kind == "train-cpu":
-        tf_probe = "import tensorflow as tf, keras; print(tf.__version__, len(tf.config.list_physical_devices('GPU')))"
+        tf_probe = ("import tensorflow as tf, keras; "
+                    "print(tf.__version__, len(tf.config.list_physical_devices('GPU')))")
         tf_version, gpus = run_image(kind, "-c", tf_probe, entrypoint="python").stdout.split()
         assert tf_version.startswith("2.21.") and gpus == "0"
 
@@ -203,7 +204,8 @@ def test_image_smoke(kind, engine):
 def test_image_size_labels_and_user(kind, engine):
     require_image(kind)
     meta = inspect(kind)
-    assert meta["Size"] <= SIZE_GOALS[kind], f"{kind}: {meta['Size'] / 1e6:.0f} MB > goal {SIZE_GOALS[kind] / 1e6:.0f} MB"
+    goal = SIZE_GOALS[kind]
+    assert meta["Size"] <= goal, f"{kind}: {meta['Size'] / 1e6:.0f} MB > goal {goal / 1e6:.0f} MB"
     labels = meta["Config"]["Labels"]
     assert labels["org.opencontainers.image.title"] == f"shadownet-{kind}"
     assert labels["org.opencontainers.image.version"] == __version__
@@ -278,7 +280,8 @@ def test_train_evaluate_export_predict_in_cpu_image(generated, cpu_image):
     assert (out / "export" / "shadownet" / "1" / "saved_model.pb").is_file()
     assert owners(out) == {user}
 
-    images = [line.split(" ")[0].lstrip("/") for line in (generated["data"] / "Test" / "sample.txt").read_text().splitlines()[:2]]
+    test_lines = (generated["data"] / "Test" / "sample.txt").read_text().splitlines()
+    images = [line.split(" ")[0].lstrip("/") for line in test_lines[:2]]
     result = run_image("train-cpu", "predict", "--model", "/data/output/export/shadownet", "--json",
                        *(f"/data/data/{image}" for image in images), user="%d:%d" % user,
                        mounts={"/data/data:ro": generated["data"], "/data/output:ro": out})
@@ -301,6 +304,6 @@ def test_gpu_image(engine):
     probe = "import tensorflow as tf; print(tf.__version__, tf.test.is_built_with_cuda())"
     assert run_image("train-gpu", "-c", probe, entrypoint="python").stdout.split()[1] == "True"
     if subprocess.run(["sh", "-c", "command -v nvidia-smi"], capture_output=True).returncode == 0:
-        gpus = run_image("train-gpu", "-c", "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))",
-                         entrypoint="python", extra=["--gpus", "all"]).stdout.strip()
+        probe = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
+        gpus = run_image("train-gpu", "-c", probe, entrypoint="python", extra=["--gpus", "all"]).stdout.strip()
         assert int(gpus) >= 1

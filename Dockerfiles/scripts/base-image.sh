@@ -20,7 +20,8 @@ packages=python3,python3-venv,ca-certificates
 if ! command -v debootstrap >/dev/null; then
   command -v apt-get >/dev/null || { echo "base-image: needs debootstrap (a Debian or Ubuntu host)" >&2; exit 1; }
   echo "base-image: installing debootstrap" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 fi
 
 # A proxy set only in apt's configuration (Acquire::http::Proxy), handed to debootstrap's downloads and to apt
@@ -77,4 +78,5 @@ tar --numeric-owner --xattrs -C "$rootfs" -c . | "$docker" import \
   --change 'CMD ["python3"]' \
   --message "debootstrap $suite minbase + $packages (Python $version)" \
   - "$image" >/dev/null
-echo "base-image: $image (Debian $suite, Python $version, $("$docker" image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1 / 1e6}'))"
+size=$("$docker" image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1 / 1e6}')
+echo "base-image: $image (Debian $suite, Python $version, $size)"
