@@ -1,6 +1,6 @@
 # shadownet generation image: `shadownet tfrecords` (and synth, validate, charset). The record writer needs no
 # TensorFlow, so none is installed. Build with `make build-tfrecords`: the build context is the folder that
-# Dockerfiles/scripts/context.sh stages, not the repository (see Dockerfiles/README-section.md).
+# Dockerfiles/scripts/context.sh stages, not the repository (see "Docker images" in README.md).
 #
 # Default base: the official python:3.11-slim-bookworm (Python 3.11.16), pinned to the digest of its
 # multi-platform index. Where it came from: public projects that pin that tag to this digest, one recording it

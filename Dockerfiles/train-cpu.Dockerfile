@@ -1,7 +1,7 @@
 # shadownet CPU training image: `shadownet train`, `evaluate`, `export`, `predict`, `inspect` on TensorFlow
 # (tensorflow-cpu, requirements/train-cpu.txt). `<image> train --tfrecords-dir ... --model-dir ...` is also how
 # cloud platforms start it. Build with `make build-cpu`: the build context is the folder that
-# Dockerfiles/scripts/context.sh stages, not the repository (see Dockerfiles/README-section.md).
+# Dockerfiles/scripts/context.sh stages, not the repository (see "Docker images" in README.md).
 #
 # Default base: the official python:3.11-slim-bookworm (Python 3.11.16), pinned to the digest of its
 # multi-platform index. Where it came from: public projects that pin that tag to this digest, one recording it

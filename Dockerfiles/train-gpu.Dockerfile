@@ -2,7 +2,7 @@
 # and cuDNN 9 wheels (tensorflow[and-cuda], requirements/train-gpu.txt); the host needs only the NVIDIA driver
 # and the NVIDIA container toolkit (`docker run --gpus all`). `<image> train --tfrecords-dir ... --model-dir ...`
 # is also how cloud platforms start it. Build with `make build-gpu`: the build context is the folder that
-# Dockerfiles/scripts/context.sh stages, not the repository (see Dockerfiles/README-section.md).
+# Dockerfiles/scripts/context.sh stages, not the repository (see "Docker images" in README.md).
 #
 # Default base: the official python:3.11-slim-bookworm (Python 3.11.16), pinned to the digest of its
 # multi-platform index. Where it came from: public projects that pin that tag to this digest, one recording it
