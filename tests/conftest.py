@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
@@ -98,3 +99,34 @@ def tree_digest(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+# -- a real S3 API server on 127.0.0.1 (tests/s3server.py) ----------------------------------------------------
+
+_buckets = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto in server mode behind the fault-injecting proxy; the fake credentials in os.environ meanwhile."""
+    from s3server import TEST_ENV, S3Server
+
+    saved = {k: os.environ.get(k) for k in [*TEST_ENV, "AWS_ENDPOINT_URL"]}
+    os.environ.update(TEST_ENV)
+    server = S3Server()
+    yield server
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    name = f"bucket-{next(_buckets)}"
+    s3.client().create_bucket(Bucket=name)
+    s3.proxy.reset()
+    yield name
+    s3.proxy.reset()

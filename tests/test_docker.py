@@ -307,3 +307,33 @@ def test_gpu_image(engine):
         probe = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
         gpus = run_image("train-gpu", "-c", probe, entrypoint="python", extra=["--gpus", "all"]).stdout.strip()
         assert int(gpus) >= 1
+
+
+# --- object storage from inside the images ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["tfrecords", "train-cpu"])
+def test_s3_clients_of_the_kept_botocore_models(kind, engine):
+    """The build keeps S3's API model and those of its credential providers; each client must still load."""
+    require_image(kind)
+    code = ("import boto3; [boto3.client(s, region_name='us-east-1') for s in "
+            "('s3', 'sts', 'sso', 'sso-oidc', 'signin')]; print('ok')")
+    assert run_image(kind, "-c", code, entrypoint="python").stdout.strip() == "ok"
+
+
+def test_generation_in_the_image_reads_and_writes_s3(s3, bucket, tfrecords_image, good_dataset, tmp_path):
+    """`docker run IMAGE tfrecords` with s3:// paths, against the S3 server on the host's loopback."""
+    from shadownet.storage import ObjectStore, S3Url, StorageConfig
+
+    ObjectStore(StorageConfig(endpoint_url=s3.endpoint)).publish(good_dataset, S3Url(bucket, "dataset"))
+    env = [f"--env={key}={value}" for key, value in s3.env().items()]
+    run_image("tfrecords", "tfrecords", "--dataset-dir", f"s3://{bucket}/dataset", "--save-dir",
+              f"s3://{bucket}/records", "--workers", "1", extra=env)
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", tmp_path / "host", "--workers", "1", check=True)
+    fetched = ObjectStore(StorageConfig(endpoint_url=s3.endpoint)).stage_in(S3Url(bucket, "records"),
+                                                                             tmp_path / "fetched")
+    assert fetched
+    host, image = tree_digest(tmp_path / "host"), tree_digest(tmp_path / "fetched")
+    assert set(host) == set(image)
+    assert all(host[name] == image[name] for name in host if name != "manifest.json")
+    assert [p for m, p in s3.proxy.requests if m == "PUT"][-1] == f"/{bucket}/records/manifest.json"

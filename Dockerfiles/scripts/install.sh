@@ -39,6 +39,14 @@ case ${1:-} in
     if /opt/venv/bin/python -c 'import clang' 2>/dev/null; then
       /opt/build/bin/pip --python /opt/venv/bin/python uninstall --quiet --yes libclang
     fi
+    # boto3 is here for s3:// paths, and botocore carries the API models of every AWS service (~28 MB, most
+    # of the generation image's margin under its 400 MB goal). Keep S3's and those of the services its
+    # credential providers call (STS, SSO, SSO-OIDC, sign-in); the image tests create each client and talk
+    # to an S3 server.
+    for data in /opt/venv/lib/python3.*/site-packages/botocore/data; do
+      find "$data" -mindepth 1 -maxdepth 1 -type d \
+        ! -name s3 ! -name sts ! -name sso ! -name sso-oidc ! -name signin -exec rm -rf {} +
+    done
     ;;
   package)
     /opt/build/bin/pip wheel "${pip_args[@]}" --no-deps --no-build-isolation --no-index \

@@ -18,17 +18,42 @@ from . import __version__
 from .errors import ShadownetError
 
 
+def _location(text: str) -> str | Path:
+    """A path argument: a local path, or an ``s3://bucket/prefix`` URL kept as text (Path would fold its //)."""
+    from .storage import is_remote
+
+    return text if is_remote(text) else Path(text)
+
+
+def _add_storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--s3-endpoint-url", help="S3-compatible store (MinIO, UFile, Ceph); default: "
+                                                  "AWS_ENDPOINT_URL or AWS")
+    parser.add_argument("--scratch-dir", type=Path, help="where s3:// inputs and outputs are staged "
+                                                         "(default: TMPDIR/shadownet)")
+
+
+def _staging(args):
+    import tempfile
+
+    from .storage import ObjectStore, Staging, StorageConfig
+
+    scratch = args.scratch_dir or Path(tempfile.gettempdir()) / "shadownet"
+    return Staging(scratch, ObjectStore(StorageConfig(endpoint_url=args.s3_endpoint_url)))
+
+
 def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
     from .images import IMAGE_FORMATS, INPUT_MODES
     from .parallel import default_workers
     from .validate import CASE_POLICIES, ERROR_POLICIES
 
-    parser.add_argument("--dataset-dir", required=True, type=Path,
-                        help="folder with char_dict.json, ord_map.json, Train/sample.txt, Test/sample.txt")
+    parser.add_argument("--dataset-dir", required=True, type=_location,
+                        help="folder (or s3:// prefix) with char_dict.json, ord_map.json, Train/sample.txt, "
+                             "Test/sample.txt")
     parser.add_argument("--workers", type=int, default=default_workers(), help="processes (default: all cores)")
     parser.add_argument("--on-error", choices=ERROR_POLICIES, default="error",
                         help="error: stop on the first bad samples (default); skip: leave them out and report them")
-    parser.add_argument("--report", type=Path, help="write a JSON report of every problem found")
+    parser.add_argument("--report", type=_location, help="write a JSON report of every problem found")
+    _add_storage_options(parser)
     parser.add_argument("--case", choices=CASE_POLICIES, default="auto",
                         help="auto (default): lowercase labels when the charset has no uppercase letters")
     parser.add_argument("--input-mode", choices=INPUT_MODES, default="keep_ratio",
@@ -69,14 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     records = commands.add_parser("tfrecords", help="validate a dataset and write TFRecords")
     _add_dataset_options(records)
-    records.add_argument("--save-dir", required=True, type=Path)
+    records.add_argument("--save-dir", required=True, type=_location, help="folder or s3:// prefix")
     records.add_argument("--shards", type=int, default=1, help="files per split")
     records.add_argument("--validation-ratio", type=float, default=0.1, help="part of Train held out")
     records.add_argument("--seed", type=int, default=0, help="seed of the validation split and train order")
 
     train = commands.add_parser("train", help="train ShadowNet on a records directory (resumes a model dir)")
-    train.add_argument("--tfrecords-dir", required=True, type=Path)
-    train.add_argument("--model-dir", required=True, type=Path)
+    train.add_argument("--tfrecords-dir", required=True, type=_location, help="folder or s3:// prefix")
+    train.add_argument("--model-dir", required=True, type=_location,
+                       help="the run (folder or s3:// prefix): resumed from, checkpoints saved to")
+    _add_storage_options(train)
     train.add_argument("--config", type=Path, help="YAML or JSON file of settings (flags override it)")
     from .config import HELP, field_types
 
@@ -86,11 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
                               metavar=kind.__name__.upper(), help=HELP.get(key))
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model on a split; JSON report + PNG grid")
-    evaluate.add_argument("--tfrecords-dir", required=True, type=Path)
-    evaluate.add_argument("--model-dir", required=True, type=Path)
+    evaluate.add_argument("--tfrecords-dir", required=True, type=_location)
+    evaluate.add_argument("--model-dir", required=True, type=_location)
+    _add_storage_options(evaluate)
     evaluate.add_argument("--split", choices=("train", "validation", "test"), default="test")
-    evaluate.add_argument("--report", type=Path, help="default: MODEL_DIR/evaluation-SPLIT.json")
-    evaluate.add_argument("--grid", type=Path, help="PNG of sample predictions (default: the report's name .png)")
+    evaluate.add_argument("--report", type=_location, help="default: MODEL_DIR/evaluation-SPLIT.json")
+    evaluate.add_argument("--grid", type=_location, help="PNG of sample predictions (default: the report's name .png)")
     evaluate.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
     evaluate.add_argument("--beam-width", type=int, default=10)
     evaluate.add_argument("--lexicon", type=Path, help="word list: constrain outputs to these words")
@@ -98,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=64)
 
     export = commands.add_parser("export", help="write a SavedModel for TF Serving: NAME/VERSION/")
-    export.add_argument("--model-dir", required=True, type=Path)
-    export.add_argument("--export-dir", required=True, type=Path)
+    export.add_argument("--model-dir", required=True, type=_location)
+    export.add_argument("--export-dir", required=True, type=_location, help="folder or s3:// prefix")
+    _add_storage_options(export)
     export.add_argument("--name", default="shadownet")
     export.add_argument("--version", type=int, help="default: one past the highest existing version")
     export.add_argument("--checkpoint", choices=("best", "latest"), default="best")
@@ -107,17 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bfloat16: faster on CPUs with AMX and on recent GPUs")
 
     predict = commands.add_parser("predict", help="recognise text in image files with an exported model")
-    predict.add_argument("--model", required=True, type=Path, help="export dir NAME/ or NAME/VERSION/")
+    predict.add_argument("--model", required=True, type=_location,
+                         help="export dir NAME/ or NAME/VERSION/ (or an s3:// prefix of one)")
+    _add_storage_options(predict)
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
 
     inspect = commands.add_parser("inspect", help="read a records directory back through tf.data and summarise it")
-    inspect.add_argument("--tfrecords-dir", required=True, type=Path)
+    inspect.add_argument("--tfrecords-dir", required=True, type=_location)
+    _add_storage_options(inspect)
     inspect.add_argument("--show", type=int, default=3, help="examples to print per split")
     return parser
 
 
-def _dataset_config(args, save_dir=None, **split):
+def _dataset_config(args, dataset_dir, report, save_dir=None, **split):
     from .images import ImageGeometry
     from .tfrecords import TFRecordsConfig
 
@@ -126,16 +158,26 @@ def _dataset_config(args, save_dir=None, **split):
                                  image_format=args.image_format, jpeg_quality=args.jpeg_quality)
     except ValueError as exc:
         raise ShadownetError(str(exc)) from None
-    return TFRecordsConfig(dataset_dir=args.dataset_dir, save_dir=save_dir, workers=args.workers,
-                           on_error=args.on_error, case=args.case, geometry=geometry, report=args.report, **split)
+    return TFRecordsConfig(dataset_dir=dataset_dir, save_dir=save_dir, workers=args.workers,
+                           on_error=args.on_error, case=args.case, geometry=geometry, report=report,
+                           source=str(args.dataset_dir), **split)
 
 
 def _run_tfrecords(args) -> int:
+    from .tfrecord_format import MANIFEST_FILE
     from .tfrecords import run
 
-    config = _dataset_config(args, save_dir=args.save_dir, shards=args.shards,
-                             validation_ratio=args.validation_ratio, seed=args.seed)
-    manifest = run(config)
+    staging = _staging(args)
+    save_dir = staging.output_dir(args.save_dir)
+    report = staging.output_file(args.report) if args.report else None
+    config = _dataset_config(args, staging.input_dir(args.dataset_dir), report, save_dir=save_dir,
+                             shards=args.shards, validation_ratio=args.validation_ratio, seed=args.seed)
+    try:
+        manifest = run(config)
+    finally:
+        if report:  # the report matters most when the run fails
+            staging.send_file(report, args.report)
+    staging.sync(save_dir, args.save_dir, last=[MANIFEST_FILE])  # a reader trusts the manifest: it goes last
     counts = manifest["counts"]
     print(f"wrote {counts['train']} train, {counts['validation']} validation, {counts['test']} test records "
           f"to {args.save_dir} ({manifest['skipped']} skipped)", file=sys.stderr)
@@ -145,7 +187,13 @@ def _run_tfrecords(args) -> int:
 def _run_validate(args) -> int:
     from .tfrecords import run
 
-    result = run(_dataset_config(args))  # raises DataError on problems under --on-error error
+    staging = _staging(args)
+    report = staging.output_file(args.report) if args.report else None
+    try:
+        result = run(_dataset_config(args, staging.input_dir(args.dataset_dir), report))  # DataError on problems
+    finally:
+        if report:
+            staging.send_file(report, args.report)
     counts = result["counts"]
     skipped = f"; {result['skipped']} skipped (see --report)" if result["skipped"] else ""
     print(f"ok: {counts['train'] + counts['validation']} Train and {counts['test']} Test samples pass every check"
@@ -157,13 +205,14 @@ def _run_inspect(args) -> int:
     from .errors import DataError
     from .records import charset_of, load_split, read_manifest
 
-    manifest = read_manifest(args.tfrecords_dir)
+    tfrecords_dir = _staging(args).input_dir(args.tfrecords_dir)
+    manifest = read_manifest(tfrecords_dir)
     charset = charset_of(manifest)
     print(f"{args.tfrecords_dir}: schema {manifest['schema_version']}, {charset.size} characters "
           f"(blank {charset.blank_index}), images {manifest['image']}")
     for split, expected in manifest["counts"].items():
         count, widths = 0, []
-        for example in load_split(args.tfrecords_dir, split).as_numpy_iterator():
+        for example in load_split(tfrecords_dir, split).as_numpy_iterator():
             if count < args.show:
                 text = example["text"].decode()
                 if charset.decode(example["label"]) != text:
@@ -202,9 +251,16 @@ def _run_train(args) -> int:
         print(("\r\033[K" if bar else "") + line, file=sys.stderr if bar else sys.stdout, flush=True)
 
     log(str(distribute.describe(strategy)))
+    staging = _staging(args)
+    tfrecords_dir = staging.input_dir(args.tfrecords_dir)
+    model_dir = staging.output_dir(args.model_dir, existing=True)  # a run to resume comes back first
+
+    def saved() -> None:  # checkpoint state files last: a resumed job trusts them
+        staging.sync(model_dir, args.model_dir, last=RUN_STATE_FILES)
+
     tty = sys.stderr.isatty()
-    result = train(config, args.tfrecords_dir, args.model_dir, log=log, progress=progress if tty else None,
-                   strategy=strategy)
+    result = train(config, tfrecords_dir, model_dir, log=log, progress=progress if tty else None,
+                   strategy=strategy, saved=saved)
     if bar:
         bar.close()
     best = result.best or {}
@@ -215,9 +271,19 @@ def _run_train(args) -> int:
 
 def _run_evaluate(args) -> int:
     from .evaluate import EvalConfig, evaluate
+    from .storage import is_remote
 
-    report = evaluate(EvalConfig(args.tfrecords_dir, args.model_dir, args.split, args.decoder, args.beam_width,
-                                 args.lexicon, args.checkpoint, args.batch_size, args.report, args.grid))
+    staging = _staging(args)
+    report_path = args.report
+    if report_path is None and is_remote(args.model_dir):  # the default, next to the run
+        report_path = f"{str(args.model_dir).rstrip('/')}/evaluation-{args.split}.json"
+    grid_path = args.grid or (_with_suffix(report_path, ".png") if report_path else None)
+    outputs = {path: staging.output_file(path) for path in (report_path, grid_path) if path is not None}
+    report = evaluate(EvalConfig(staging.input_dir(args.tfrecords_dir), staging.input_dir(args.model_dir),
+                                 args.split, args.decoder, args.beam_width, args.lexicon, args.checkpoint,
+                                 args.batch_size, outputs.get(report_path), outputs.get(grid_path)))
+    for remote, local in outputs.items():
+        staging.send_file(local, remote)
     keys = ("num_samples", "word_accuracy", "word_accuracy_case_insensitive", "char_error_rate",
             "normalized_edit_distance")
     print(" ".join(f"{k}={report[k]}" for k in keys))
@@ -225,10 +291,29 @@ def _run_evaluate(args) -> int:
 
 
 def _run_export(args) -> int:
-    from .export import export
+    from .export import SAVED_MODEL_FILE, export
+    from .storage import S3Url, is_remote
 
-    path = export(args.model_dir, args.export_dir, name=args.name, version=args.version, checkpoint=args.checkpoint,
+    staging = _staging(args)
+    model_dir = staging.input_dir(args.model_dir)
+    version = args.version
+    if is_remote(args.export_dir):
+        # Versions already in the bucket count, as a local folder's would: never overwrite one.
+        base = S3Url.parse(str(args.export_dir)).child(args.name)
+        published = {int(rel.split("/")[0]) for rel, _ in staging.store.list(base)
+                     if rel.split("/")[0].isdigit() and rel.endswith(SAVED_MODEL_FILE)}
+        if version is None:
+            version = max(published, default=0) + 1
+        elif version in published:
+            raise ShadownetError(f"{base}/{version} already exists; versions are never overwritten "
+                                 "(choose another --version)")
+    export_dir = staging.output_dir(args.export_dir)
+    path = export(model_dir, export_dir, name=args.name, version=version, checkpoint=args.checkpoint,
                   precision=args.precision)
+    # TF Serving loads a version once saved_model.pb is there: everything it refers to goes first.
+    staging.sync(export_dir, args.export_dir, last=[SAVED_MODEL_FILE])
+    if is_remote(args.export_dir):
+        path = f"{str(args.export_dir).rstrip('/')}/{path.relative_to(export_dir).as_posix()}"
     print(f"exported {path}")
     return 0
 
@@ -238,7 +323,7 @@ def _run_predict(args) -> int:
 
     from .errors import DataError
 
-    predictor = load(args.model)
+    predictor = load(_staging(args).input_dir(args.model))
     data = []
     for path in args.images:
         try:
@@ -299,6 +384,17 @@ def _run_charset(args) -> int:
     _save_charset(charset, out, args.force)
     print(f"wrote {charset.size} characters (blank index {charset.blank_index}) to {out}", file=sys.stderr)
     return 0
+
+
+# What a reader of a run trusts (CheckpointManager's state files, the best checkpoint's record): sent last.
+RUN_STATE_FILES = ("checkpoint", "best.json")
+
+
+def _with_suffix(path: str | Path, suffix: str) -> str | Path:
+    if isinstance(path, Path):
+        return path.with_suffix(suffix)
+    stem, dot, ext = path.rpartition(".")
+    return (stem if dot and "/" not in ext else path) + suffix
 
 
 def _save_charset(charset, out: Path, force: bool) -> None:

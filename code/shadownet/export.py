@@ -47,6 +47,7 @@ from .errors import DataError, ShadownetError
 from .images import WIDTH_DOWNSAMPLE
 
 METADATA_FILE = "shadownet.json"
+SAVED_MODEL_FILE = "saved_model.pb"
 METADATA_FORMAT = 1
 CHECKPOINTS = ("best", "latest")
 SERVING_SIGNATURE = "serving_default"
@@ -309,11 +310,11 @@ def _reason(message: str) -> str:
 def resolve(path: Path) -> Path:
     """A version folder, or the ``<name>`` folder (its highest version) -> the version folder."""
     path = Path(path)
-    if (path / "saved_model.pb").is_file():
+    if (path / SAVED_MODEL_FILE).is_file():
         return path
     if not path.is_dir():
         raise ShadownetError(f"{path}: no such export (expected <export_dir>/<name> or <name>/<version>)")
-    found = [v for v in versions(path) if (path / str(v) / "saved_model.pb").is_file()]
+    found = [v for v in versions(path) if (path / str(v) / SAVED_MODEL_FILE).is_file()]
     if not found:
         raise ShadownetError(f"{path}: neither a SavedModel nor a folder of numbered versions of one")
     return path / str(found[-1])

@@ -45,6 +45,7 @@ class TFRecordsConfig:
     case: str = "auto"
     geometry: ImageGeometry = ImageGeometry()
     report: Path | None = None
+    source: str | None = None  # the dataset as the user named it (an s3:// URL staged locally); default dataset_dir
 
     def __post_init__(self) -> None:
         if self.on_error not in ERROR_POLICIES:
@@ -244,7 +245,7 @@ def _manifest(config, charset: Charset, policy: LabelPolicy, writer: _ShardWrite
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "shadownet", "version": __version__},
         "source": {
-            "dataset_dir": str(config.dataset_dir),
+            "dataset_dir": config.source or str(config.dataset_dir),
             "annotations": {name: _sha256_file(index.path) for name, index in scan.indexes.items()},
         },
         "charset": {
@@ -274,4 +275,4 @@ def _sha256_file(path: Path) -> str:
 
 def _write_report(config: TFRecordsConfig, counts: dict, problems: list[Problem]) -> None:
     if config.report is not None:
-        write_report(config.report, config.dataset_dir, config.on_error, counts, problems)
+        write_report(config.report, config.source or config.dataset_dir, config.on_error, counts, problems)

@@ -218,10 +218,11 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
 
 
 def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, progress=None,
-          strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+          strategy: tf.distribute.Strategy | None = None, saved=None) -> TrainResult:
     """Train (or resume) until ``train_steps`` or ``max_train_seconds``; see the module docstring.
 
     ``progress(step)`` is called with the step reached: once at start, then after every step.
+    ``saved()`` is called after every checkpoint written (to copy ``model_dir`` elsewhere, say).
     ``strategy`` (default: the current one) must have been created at program start (``distribute.create``).
     """
     started = time.monotonic()
@@ -283,8 +284,14 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
                 best = {"metric": config.best_metric, "value": value, "step": step, **metrics}
                 trainer.best_manager.save(checkpoint_number=step)
                 write_text_atomic(model_dir / BEST_FILE, json.dumps(best, indent=2) + "\n")
+                writer.flush()
+                if saved:
+                    saved()
         if step % config.checkpoint_every == 0:
             trainer.manager.save(checkpoint_number=step)
+            writer.flush()
+            if saved:
+                saved()
         if config.max_train_seconds and time.monotonic() - started >= config.max_train_seconds:
             log(f"time budget of {config.max_train_seconds:.0f} s spent at step {step}: stopping")
             stopped_early = True
@@ -292,6 +299,8 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     if trainer.manager.latest_checkpoint != str(model_dir / "checkpoints" / f"ckpt-{step}"):
         trainer.manager.save(checkpoint_number=step)
     writer.flush()
+    if saved:
+        saved()
     return TrainResult(step, stopped_early, best)
 
 
