@@ -42,6 +42,12 @@ GPU_FLAGS ?= --gpus all
 # Extra arguments of `shadownet tfrecords` / `shadownet train` in the run targets.
 TFRECORDS_ARGS ?=
 TRAIN_ARGS ?= --batch-size 32 --warmup-steps 50 --eval-every 50 --log-every 25
+# make train-local: SageMaker's /opt/ml on local folders; its hyperparameters, all strings as SageMaker passes them
+SM_DIR ?= $(OUTPUT_DIR)/opt_ml
+SM_HYPERPARAMETERS ?= {"model": "$(MODEL)", "train_steps": "$(TRAIN_STEPS)", "batch_size": "32", "warmup_steps": "50", "eval_every": "50", "log_every": "25"}
+# make submit
+PLATFORM ?= sagemaker
+SUBMIT_ARGS ?=
 # The classic builder (Debian's docker.io has no BuildKit); the Dockerfiles use nothing BuildKit-only.
 export DOCKER_BUILDKIT ?= 0
 
@@ -61,7 +67,7 @@ LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --p
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
 .PHONY: help venv sample demo test test-fast test-gpu-image bench bench-train lint lock clean clean-docker \
-	base-image build build-tfrecords build-cpu build-gpu tfrecords train train-gpu evaluate export
+	base-image build build-tfrecords build-cpu build-gpu tfrecords train train-gpu evaluate export train-local submit
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -191,6 +197,15 @@ evaluate: ## CPU image: evaluate OUTPUT_DIR/model on the test split -> OUTPUT_DI
 export: ## CPU image: export OUTPUT_DIR/model for TF Serving -> OUTPUT_DIR/export/shadownet/VERSION
 	$(DOCKER_RUN) $(OUTPUT_MOUNT) $(CPU_IMAGE) export --model-dir /data/output/model \
 		--export-dir /data/output/export
+
+train-local: ## CPU image exactly as SageMaker runs it: OUTPUT_DIR/opt_ml as /opt/ml, channel train = OUTPUT_DIR/records
+	mkdir -p $(SM_DIR)/input/config $(SM_DIR)/input/data $(SM_DIR)/model $(SM_DIR)/output $(SM_DIR)/checkpoints
+	printf '%s\n' '$(SM_HYPERPARAMETERS)' > $(SM_DIR)/input/config/hyperparameters.json
+	rm -rf $(SM_DIR)/input/data/train && cp -r $(OUTPUT_DIR)/records $(SM_DIR)/input/data/train
+	$(DOCKER_RUN) -v $(abspath $(SM_DIR)):/opt/ml $(CPU_IMAGE) train
+
+submit: $(STAMP) ## shadownet submit --platform PLATFORM SUBMIT_ARGS (e.g. SUBMIT_ARGS="--set bucket=my-bucket")
+	$(SHADOWNET) submit --platform $(PLATFORM) $(SUBMIT_ARGS)
 
 clean: ## remove generated data, outputs and staged build contexts (keeps .venv and the wheelhouse)
 	rm -rf $(OUTPUT_DIR) data/sample .pytest_cache build/docker

@@ -82,7 +82,7 @@ def good_dataset(tmp_path) -> Path:
 
 def run_cli(*args: str, check: bool = False, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """The installed command as a user runs it: a fresh process, text output captured."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(kwargs.pop("env", os.environ), PYTHONUNBUFFERED="1")
     result = subprocess.run(
         [sys.executable, "-m", "shadownet", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, env=env, **kwargs,

@@ -65,9 +65,14 @@ def test_generate_train_evaluate_export_predict_on_s3(s3, bucket, tmp_path):
     assert checkpoint_puts[-1].endswith("/checkpoints/checkpoint")
 
     # A new machine (empty scratch) resumes from the bucket and stops at exactly the configured step.
-    second = run_cli(*train, "--train-steps", "6", "--scratch-dir", tmp_path / "scratch3", check=True)
+    # With --export-dir (as the Kubeflow spec runs it), the best model and its test report follow.
+    second = run_cli(*train, "--train-steps", "6", "--scratch-dir", tmp_path / "scratch3", "--export-dir",
+                     f"{remote}/serving", check=True)
     assert "at step 4" in second.stdout and "step=5 " in second.stdout and "step=4 " not in second.stdout
     assert "trained to step 6" in second.stdout
+    assert "shadownet/1/saved_model.pb" in keys(s3, bucket, "data/serving/")
+    assert json.loads(s3.client().get_object(Bucket=bucket, Key="data/run/evaluation-test.json")["Body"].read())[
+        "num_samples"] == 6
     run_keys = keys(s3, bucket, "data/run/")
     assert "checkpoints/ckpt-6.index" in run_keys
     assert "checkpoints/ckpt-2.index" not in run_keys  # keep_checkpoints=2: the manager dropped it, so did the sync

@@ -337,3 +337,40 @@ def test_generation_in_the_image_reads_and_writes_s3(s3, bucket, tfrecords_image
     assert set(host) == set(image)
     assert all(host[name] == image[name] for name in host if name != "manifest.json")
     assert [p for m, p in s3.proxy.requests if m == "PUT"][-1] == f"/{bucket}/records/manifest.json"
+
+
+# --- the platforms' container contract ------------------------------------------------------------------------
+
+
+def sagemaker_tree(root: Path, records: Path, hyperparameters: dict) -> Path:
+    """/opt/ml as SageMaker lays it out for a job with a `train` channel (values all strings, some quoted twice)."""
+    import shutil
+
+    (root / "input/config").mkdir(parents=True)
+    (root / "input/config/hyperparameters.json").write_text(json.dumps(hyperparameters))
+    shutil.copytree(records, root / "input/data/train")
+    return root
+
+
+@pytest.mark.slow
+def test_sagemaker_contract_in_the_cpu_image(generated, cpu_image, tmp_path):
+    """`docker run IMAGE train`, as SageMaker starts it (root, no other argument but our one flag)."""
+    ml = sagemaker_tree(tmp_path / "ml", generated["out"] / "records", {
+        "model": '"shadownet_small"', "train_steps": "3", "batch_size": '"8"', "eval_every": "1000",
+        "checkpoint_every": "2", "log_every": "10", "sagemaker_program": '"unused"'})
+    result = run_image("train-cpu", "train", "--log-every", "1", user="0", mounts={"/opt/ml": ml})
+    assert "platform=sagemaker" in result.stdout and "step=3 loss=" in result.stdout
+    config = json.loads((ml / "checkpoints/config.json").read_text())  # the run lives where SageMaker syncs
+    assert (config["train_steps"], config["batch_size"], config["model"], config["log_every"]) == (
+        3, 8, "shadownet_small", 1)  # hyperparameters apply; the explicit flag wins over them
+    assert (ml / "checkpoints/checkpoints/ckpt-3.index").exists()
+    assert (ml / "model/shadownet/1/saved_model.pb").exists()  # TF Serving layout, for model.tar.gz
+    assert json.loads((ml / "output/data/evaluation-test.json").read_text())["num_samples"] == 24
+    assert not (ml / "output/failure").exists()
+
+    bad = sagemaker_tree(tmp_path / "bad", generated["out"] / "records", {"batch_size": "many"})
+    failed = run_image("train-cpu", "train", user="0", mounts={"/opt/ml": bad}, check=False)
+    assert failed.returncode == 2
+    reason = (bad / "output/failure").read_text()
+    assert reason == "shadownet train: sagemaker hyperparameters: batch_size must be a whole number, not 'many'"
+    assert "Traceback" not in failed.stderr

@@ -98,3 +98,13 @@ def test_sagemaker_failure_reason_is_cut_to_what_it_shows(tmp_path):
     write_failure(platform, "reason " * 500)
     assert len(platform.failure_file.read_text()) == 1024
     write_failure(Platform("local"), "nothing written anywhere")  # no file: nothing to do
+
+
+def test_precedence_flags_over_platform_over_config_file_over_defaults(tmp_path):
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text("batch_size: 16\ntrain_steps: 100\nlearning_rate: 0.01\n")
+    platform = detect({}, sagemaker_tree(tmp_path, {"train_steps": "200", "learning_rate": '"0.02"'}))
+    config = shadownet_config.load(config_file, {"learning_rate": "0.03"}, platform.settings, "sagemaker hyperparameters")
+    assert (config.batch_size, config.train_steps, config.learning_rate, config.warmup_steps) == (16, 200, 0.03, 500)
+    with pytest.raises(ShadownetError, match=r"unknown setting 'colour' in sagemaker hyperparameters"):
+        shadownet_config.load(None, {}, {"colour": "blue"}, "sagemaker hyperparameters")

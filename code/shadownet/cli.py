@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ShadownetError
+from .platforms import UAI_FLAGS
 
 
 def _location(text: str) -> str | Path:
@@ -100,10 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument("--seed", type=int, default=0, help="seed of the validation split and train order")
 
     train = commands.add_parser("train", help="train ShadowNet on a records directory (resumes a model dir)")
-    train.add_argument("--tfrecords-dir", required=True, type=_location, help="folder or s3:// prefix")
-    train.add_argument("--model-dir", required=True, type=_location,
+    train.add_argument("--tfrecords-dir", type=_location,
+                       help="folder or s3:// prefix (default: what the platform provides, see README)")
+    train.add_argument("--model-dir", type=_location,
                        help="the run (folder or s3:// prefix): resumed from, checkpoints saved to")
+    train.add_argument("--export-dir", type=_location,
+                       help="after training, export the best checkpoint here (TF Serving layout) and evaluate "
+                            "the test split (default on platforms that collect a model, such as SageMaker)")
     _add_storage_options(train)
+    for flag in UAI_FLAGS:  # UCloud UAI Train appends these to the command
+        train.add_argument(f"--{flag.replace('_', '-')}", dest=f"uai_{flag}", help=argparse.SUPPRESS)
     train.add_argument("--config", type=Path, help="YAML or JSON file of settings (flags override it)")
     from .config import HELP, field_types
 
@@ -141,6 +148,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage_options(predict)
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    jobs = commands.add_parser("jobs", help="job specs for SageMaker, Vertex AI, Kubeflow, UAI Train, Kubernetes")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    render = jobs_commands.add_parser("render", help="print a job spec filled with --set values, checked")
+    render.add_argument("--platform", required=True,
+                        choices=("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords"))
+    render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="image, bucket, prefix, name, role, instance_type, region, max_runtime_seconds, "
+                             "endpoint_url, credentials_secret, cpu, memory, or hp.<setting> (repeatable)")
+    render.add_argument("--out", type=Path, help="write the spec here instead of printing it")
+
+    submit = commands.add_parser("submit", help="submit a rendered job spec; follow a SageMaker job to its end")
+    submit.add_argument("--platform", required=True,
+                        choices=("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords"))
+    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for jobs render")
+    submit.add_argument("--no-wait", dest="wait", action="store_false", help="SageMaker: return once submitted")
+    submit.add_argument("--poll-seconds", type=float, default=30.0)
+    submit.add_argument("--sagemaker-endpoint-url", help="default: AWS_ENDPOINT_URL_SAGEMAKER or AWS")
 
     inspect = commands.add_parser("inspect", help="read a records directory back through tf.data and summarise it")
     inspect.add_argument("--tfrecords-dir", required=True, type=_location)
@@ -230,11 +255,16 @@ def _run_inspect(args) -> int:
 def _run_train(args) -> int:
     from . import distribute
     from .config import load
+    from .platforms import pick
     from .progress import Progress
     from .train import train
 
-    overrides = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_")}
-    config = load(args.config, overrides)
+    platform = args.runs_on
+    flags = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_")}
+    config = load(args.config, flags, platform.settings, f"{platform.name} hyperparameters")
+    tfrecords_path = pick(args.tfrecords_dir, platform.tfrecords_dir, "--tfrecords-dir", platform)
+    model_path = pick(args.model_dir, platform.model_dir, "--model-dir", platform)
+    export_path = args.export_dir or platform.export_dir
     # Before any model or dataset exists, as TensorFlow requires.
     strategy = distribute.create()
     bar: Progress | None = None
@@ -251,22 +281,53 @@ def _run_train(args) -> int:
         print(("\r\033[K" if bar else "") + line, file=sys.stderr if bar else sys.stdout, flush=True)
 
     log(str(distribute.describe(strategy)))
+    if platform.name != "local":
+        log(f"platform={platform.name}")
+    # From here a SIGTERM (preemption, a stopped job) finishes the step in progress, checkpoints and exits
+    # with a code the platforms retry; the checkpoint is where the restarted job resumes.
+    stop_requested = _stop_on_sigterm()
     staging = _staging(args)
-    tfrecords_dir = staging.input_dir(args.tfrecords_dir)
-    model_dir = staging.output_dir(args.model_dir, existing=True)  # a run to resume comes back first
+    tfrecords_dir = staging.input_dir(tfrecords_path)
+    model_dir = staging.output_dir(model_path, existing=True)  # a run to resume comes back first
 
     def saved() -> None:  # checkpoint state files last: a resumed job trusts them
-        staging.sync(model_dir, args.model_dir, last=RUN_STATE_FILES)
+        staging.sync(model_dir, model_path, last=RUN_STATE_FILES)
 
     tty = sys.stderr.isatty()
-    result = train(config, tfrecords_dir, model_dir, log=log, progress=progress if tty else None,
-                   strategy=strategy, saved=saved)
+    result = train(config, Path(tfrecords_dir), Path(model_dir), log=log, progress=progress if tty else None,
+                   strategy=strategy, saved=saved, stop=stop_requested,
+                   log_dir=Path(platform.log_dir) if platform.log_dir else None)
     if bar:
         bar.close()
+    if result.preempted:
+        print(f"shadownet: stopped at step {result.step} on SIGTERM; checkpoint saved to {model_path}, "
+              "a rerun resumes from it", file=sys.stderr)
+        return PREEMPTED_EXIT
     best = result.best or {}
     print(f"trained to step {result.step}" + (" (time budget spent)" if result.stopped_early else "")
           + (f"; best {best['metric']}={best['value']:.4f} at step {best['step']}" if best else ""))
+    if export_path is not None:
+        _export_after_training(staging, model_dir, tfrecords_dir, export_path, platform.report_dir or model_path)
     return 0
+
+
+def _export_after_training(staging, model_dir: Path, tfrecords_dir: Path, export_path, report_dir) -> None:
+    """What a platform's job leaves behind: the best model for serving, and its test-split report."""
+    from .evaluate import EvalConfig, evaluate
+    from .export import SAVED_MODEL_FILE, export
+    from .records import read_manifest
+
+    export_dir = staging.output_dir(export_path, existing=True)
+    path = export(Path(model_dir), Path(export_dir))
+    staging.sync(export_dir, export_path, last=[SAVED_MODEL_FILE])
+    print(f"exported {path}")
+    if read_manifest(Path(tfrecords_dir))["counts"].get("test"):
+        report_path = f"{str(report_dir).rstrip('/')}/evaluation-test.json"
+        report_file = staging.output_file(report_path)
+        report = evaluate(EvalConfig(Path(tfrecords_dir), Path(model_dir), "test", report=Path(report_file)))
+        staging.send_file(report_file, report_path)
+        staging.send_file(Path(report_file).with_suffix(".png"), _with_suffix(report_path, ".png"))
+        print(f"test word_accuracy={report['word_accuracy']} char_error_rate={report['char_error_rate']}")
 
 
 def _run_evaluate(args) -> int:
@@ -342,6 +403,25 @@ def _run_predict(args) -> int:
         else:
             print(f"{path}\t{result['text']}\t{result['confidence']:.3f}")
     return 0
+
+
+def _run_jobs(args) -> int:
+    from .fileio import write_text_atomic
+    from .jobs import render
+
+    text = render(args.platform, args.set)
+    if args.out:
+        write_text_atomic(args.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _run_submit(args) -> int:
+    from .submit import SubmitConfig, submit
+
+    return submit(SubmitConfig(args.platform, tuple(args.set), args.wait, args.poll_seconds,
+                               args.sagemaker_endpoint_url))
 
 
 def _run_synth(args) -> int:
@@ -425,20 +505,45 @@ def _raise_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+# 128 + SIGTERM: what a process killed by SIGTERM reports; Kubeflow's ExitCode policy retries codes >= 128.
+PREEMPTED_EXIT = 128 + signal.SIGTERM
+
+
+def _stop_on_sigterm():
+    """From now on SIGTERM only raises a flag, which the training loop polls between steps."""
+    requested = []
+
+    def handler(signum, frame):
+        requested.append(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: bool(requested)
+
+
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's start-up chatter (oneDNN, CPU features) drowns our own lines in cloud logs.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = [_normalize_flag(t) for t in (sys.argv[1:] if argv is None else argv)]
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    from .platforms import detect, write_failure
+
+    # The one place the platform's environment and files are read (see platforms.py).
+    args.runs_on = detect(os.environ, Path("/"),
+                           uai={k[len("uai_"):]: v for k, v in vars(args).items() if k.startswith("uai_") and v})
     handlers = {"tfrecords": _run_tfrecords, "validate": _run_validate, "synth": _run_synth,
                 "charset": _run_charset, "inspect": _run_inspect, "train": _run_train,
-                "evaluate": _run_evaluate, "export": _run_export, "predict": _run_predict}
+                "evaluate": _run_evaluate, "export": _run_export, "predict": _run_predict, "jobs": _run_jobs,
+                "submit": _run_submit}
     try:
         return handlers[args.command](args)
     except ShadownetError as exc:
         print(f"shadownet: error: {exc}", file=sys.stderr)
+        write_failure(args.runs_on, f"shadownet {args.command}: {exc}")
         return exc.exit_code
+    except Exception as exc:  # a bug: the traceback goes to the log, a short reason to the platform
+        write_failure(args.runs_on, f"shadownet {args.command}: internal error: {type(exc).__name__}: {exc}")
+        raise
     except KeyboardInterrupt:
         print("shadownet: interrupted", file=sys.stderr)
         return 130

@@ -123,11 +123,14 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
         ) from None
 
 
-def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults < the file at ``path`` (YAML or JSON) < ``overrides``."""
+def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
+         platform: dict[str, Any] | None = None, platform_source: str = "platform") -> TrainConfig:
+    """Defaults < the file at ``path`` (YAML or JSON) < ``platform`` settings < ``overrides`` (the flags)."""
     values: dict[str, Any] = {}
     if path is not None:
         values.update({k: coerce(k, v, str(path)) for k, v in _read_file(Path(path)).items()})
+    for key, value in (platform or {}).items():
+        values[key] = coerce(key, value, platform_source)
     for key, value in (overrides or {}).items():
         values[key] = coerce(key, value, "command line")
     return TrainConfig(**values)

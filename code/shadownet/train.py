@@ -44,6 +44,7 @@ class TrainResult:
     step: int
     stopped_early: bool  # the time budget ran out before train_steps
     best: dict | None
+    preempted: bool = False  # stopped on request (SIGTERM) after checkpointing the step reached
 
 
 class Schedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -218,11 +219,15 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
 
 
 def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, progress=None,
-          strategy: tf.distribute.Strategy | None = None, saved=None) -> TrainResult:
+          strategy: tf.distribute.Strategy | None = None, saved=None, stop=None,
+          log_dir: Path | None = None) -> TrainResult:
     """Train (or resume) until ``train_steps`` or ``max_train_seconds``; see the module docstring.
 
     ``progress(step)`` is called with the step reached: once at start, then after every step.
     ``saved()`` is called after every checkpoint written (to copy ``model_dir`` elsewhere, say).
+    ``stop()`` is asked before every step; when it says so, the step reached is checkpointed and training
+    returns with ``preempted`` set (a platform's SIGTERM: the rerun resumes from there).
+    ``log_dir``: TensorBoard's folder, ``model_dir/logs`` by default.
     ``strategy`` (default: the current one) must have been created at program start (``distribute.create``).
     """
     started = time.monotonic()
@@ -251,12 +256,16 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     has_validation = manifest["counts"]["validation"] > 0
     validation = pipeline.eval_dataset(tfrecords_dir, "validation", config,
                                        max_samples=config.eval_max_samples) if has_validation else None
-    writer = tf.summary.create_file_writer(str(model_dir / "logs"))
+    writer = tf.summary.create_file_writer(str(log_dir or model_dir / "logs"))
     best = _read_best(model_dir)
     window_loss, window_images, window_start = [], 0, time.monotonic()
-    stopped_early = False
+    stopped_early = preempted = False
 
     while step < config.train_steps:
+        if stop is not None and stop():
+            log(f"stop requested at step {step}: checkpointing")
+            preempted = True
+            break
         inputs, targets = next(batches)
         loss = trainer.train_step(inputs, targets)
         step += 1
@@ -301,7 +310,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     writer.flush()
     if saved:
         saved()
-    return TrainResult(step, stopped_early, best)
+    return TrainResult(step, stopped_early, best, preempted)
 
 
 def load_model(model_dir: Path, which: str = "best") -> tuple[keras.Model, TrainConfig, Charset]:

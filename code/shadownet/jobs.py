@@ -1,0 +1,281 @@
+"""``shadownet jobs render``: the job specs of each platform, filled from a few parameters and checked.
+
+Specs are built as data, not text templates, then printed as JSON (SageMaker, UAI Train) or YAML (Vertex AI,
+Kubernetes). ``jobs/`` holds each one rendered with the defaults below; ``--set key=value`` changes a
+parameter, ``--set hp.<setting>=value`` a training setting. Every rendered spec is checked before it is
+printed: SageMaker's request against botocore's model of CreateTrainingJob, Kubernetes objects against the
+Kubernetes schemas (kubernetes-validate, when installed), the rest for the fields the platform requires.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from . import __version__
+from .errors import ShadownetError
+
+PLATFORMS = ("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords")
+KUBERNETES_VERSION = "1.33.0"  # the oldest Kubernetes still in upstream support at the time of writing
+
+DEFAULTS: dict[str, str] = {
+    "name": "shadownet",
+    "image": f"REGISTRY/shadownet/train-cpu:{__version__}",
+    "tfrecords_image": f"REGISTRY/shadownet/tfrecords:{__version__}",
+    "bucket": "BUCKET",
+    "prefix": "shadownet",
+    "role": "arn:aws:iam::111122223333:role/shadownet-training",
+    "instance_type": "",  # per platform: see _INSTANCE
+    "region": "",
+    "max_runtime_seconds": "86400",
+    "endpoint_url": "",  # S3-compatible store for the Kubernetes jobs (MinIO, Ceph)
+    "credentials_secret": "shadownet-s3",  # Kubernetes secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    "cpu": "8",
+    "memory": "16Gi",
+}
+_INSTANCE = {"sagemaker": "ml.c7i.2xlarge", "vertex": "n2-standard-8", "uai": "1-CPU8"}
+_REGION = {"sagemaker": "us-east-1", "vertex": "us-central1", "uai": "cn-bj2"}
+DEFAULT_HYPERPARAMETERS = {"model": "shadownet", "train_steps": "20000", "mixed_precision": "bfloat16"}
+
+# The metric lines training prints (train.py); SageMaker applies these to the log.
+METRIC_DEFINITIONS = [
+    {"Name": "train:loss", "Regex": r"step=\d+ loss=([0-9.eE+-]+)"},
+    {"Name": "train:images_per_sec", "Regex": r"images_per_sec=([0-9.]+)"},
+    {"Name": "validation:loss", "Regex": r"validation_loss=([0-9.eE+-]+)"},
+    {"Name": "validation:word_accuracy", "Regex": r"word_accuracy=([0-9.]+)"},
+    {"Name": "validation:char_error_rate", "Regex": r"char_error_rate=([0-9.]+)"},
+]
+
+
+def parameters(settings: list[str], platform: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``key=value`` pairs -> (parameters, hyperparameters), over the defaults."""
+    values = dict(DEFAULTS, instance_type=_INSTANCE.get(platform, ""), region=_REGION.get(platform, ""))
+    hyperparameters = dict(DEFAULT_HYPERPARAMETERS)
+    for item in settings:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ShadownetError(f"--set {item!r}: expected key=value")
+        if key.startswith("hp."):
+            from .config import coerce
+
+            coerce(key[3:], value, f"--set {key}")  # an unknown or ill-typed setting fails here, not in the job
+            hyperparameters[key[3:]] = value
+        elif key in values:
+            values[key] = value
+        else:
+            raise ShadownetError(f"--set {key}: unknown parameter; known: {', '.join(sorted(values))}, hp.<setting>")
+    if not values["max_runtime_seconds"].isdigit():
+        raise ShadownetError(f"--set max_runtime_seconds: a whole number of seconds, not {values['max_runtime_seconds']!r}")
+    return values, hyperparameters
+
+
+def _uris(p: dict[str, str]) -> dict[str, str]:
+    base = f"s3://{p['bucket']}/{p['prefix']}".rstrip("/")
+    return {"dataset": f"{base}/dataset", "records": f"{base}/records", "output": f"{base}/output",
+            "checkpoints": f"{base}/checkpoints/{p['name']}", "run": f"{base}/runs/{p['name']}",
+            "export": f"{base}/serving"}
+
+
+def _flags(hyperparameters: dict[str, str]) -> list[str]:
+    return [part for key, value in hyperparameters.items() for part in (f"--{key.replace('_', '-')}", value)]
+
+
+def sagemaker(p: dict[str, str], hp: dict[str, str]) -> dict:
+    """CreateTrainingJob request: managed spot, checkpoints synced to S3, metrics from the log."""
+    u, runtime = _uris(p), int(p["max_runtime_seconds"])
+    return {
+        "TrainingJobName": p["name"],
+        "AlgorithmSpecification": {"TrainingImage": p["image"], "TrainingInputMode": "File",
+                                   "MetricDefinitions": METRIC_DEFINITIONS},
+        "RoleArn": p["role"],
+        "HyperParameters": dict(hp),  # SageMaker passes every value as a string
+        "InputDataConfig": [{"ChannelName": "train", "InputMode": "File", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": u["records"], "S3DataDistributionType": "FullyReplicated"}}}],
+        "OutputDataConfig": {"S3OutputPath": u["output"]},
+        "ResourceConfig": {"InstanceType": p["instance_type"], "InstanceCount": 1, "VolumeSizeInGB": 50},
+        "StoppingCondition": {"MaxRuntimeInSeconds": runtime, "MaxWaitTimeInSeconds": 2 * runtime},
+        "EnableManagedSpotTraining": True,
+        "CheckpointConfig": {"S3Uri": u["checkpoints"], "LocalPath": "/opt/ml/checkpoints"},
+        "RetryStrategy": {"MaximumRetryAttempts": 3},
+    }
+
+
+def vertex(p: dict[str, str], hp: dict[str, str]) -> dict:
+    """CustomJobSpec for `gcloud ai custom-jobs create --config`: spot, restarts resume from AIP_CHECKPOINT_DIR."""
+    bucket = f"/gcs/{p['bucket']}/{p['prefix']}".rstrip("/")
+    return {
+        "workerPoolSpecs": [{
+            "machineSpec": {"machineType": p["instance_type"]},
+            "replicaCount": 1,
+            "containerSpec": {"imageUri": p["image"],
+                              "args": ["train", "--tfrecords-dir", f"{bucket}/records", *_flags(hp)]},
+        }],
+        "baseOutputDirectory": {"outputUriPrefix": f"gs://{p['bucket']}/{p['prefix']}/output/{p['name']}"},
+        "scheduling": {"timeout": f"{p['max_runtime_seconds']}s", "restartJobOnWorkerRestart": True,
+                       "strategy": "SPOT"},
+    }
+
+
+def _s3_env(p: dict[str, str]) -> list[dict]:
+    env = [{"name": key, "valueFrom": {"secretKeyRef": {"name": p["credentials_secret"], "key": key,
+                                                        "optional": True}}}
+           for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]  # or a pod role: then leave the secret out
+    if p["endpoint_url"]:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": p["endpoint_url"]})
+    return env
+
+
+def _container(name: str, image: str, args: list[str], p: dict[str, str]) -> dict:
+    resources = {"cpu": p["cpu"], "memory": p["memory"]}
+    return {"name": name, "image": image, "args": args, "env": _s3_env(p),
+            "resources": {"requests": dict(resources), "limits": dict(resources)},
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False}}
+
+
+def kubeflow(p: dict[str, str], hp: dict[str, str]) -> dict:
+    """TFJob with one worker; exit codes >= 128 (143: stopped by SIGTERM after checkpointing) are retried."""
+    u = _uris(p)
+    args = ["train", "--tfrecords-dir", u["records"], "--model-dir", u["run"], "--export-dir", u["export"],
+            *_flags(hp)]
+    return {
+        "apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": p["name"]},
+        "spec": {
+            "runPolicy": {"backoffLimit": 5, "cleanPodPolicy": "None",
+                          "activeDeadlineSeconds": int(p["max_runtime_seconds"])},
+            "tfReplicaSpecs": {"Worker": {"replicas": 1, "restartPolicy": "ExitCode", "template": {"spec": {
+                "terminationGracePeriodSeconds": 120,
+                "containers": [_container("tensorflow", p["image"], args, p)]}}}},
+        },
+    }
+
+
+def k8s_tfrecords(p: dict[str, str], hp: dict[str, str]) -> dict:
+    """A Kubernetes Job that writes the records from a dataset in the bucket."""
+    u = _uris(p)
+    args = ["tfrecords", "--dataset-dir", u["dataset"], "--save-dir", u["records"]]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"{p['name']}-tfrecords"},
+        "spec": {"backoffLimit": 2, "template": {"spec": {
+            "restartPolicy": "Never", "terminationGracePeriodSeconds": 60,
+            "containers": [_container("tfrecords", p["tfrecords_image"], args, p)]}}},
+    }
+
+
+def uai(p: dict[str, str], hp: dict[str, str]) -> dict:
+    """What a UAI Train job is made of (it has no spec file): its console / API parameters. UAI mounts the
+    data path at /data/data, appends --data_dir, --output_dir ... to the command, and uploads /data/output."""
+    return {
+        "job_name": p["name"],
+        "node_type": p["instance_type"],
+        "image": p["image"],
+        "command": " ".join(["shadownet", "train", *_flags(hp)]),
+        "data_path": f"ufile://{p['bucket']}/{p['prefix']}/records/",
+        "output_path": f"ufile://{p['bucket']}/{p['prefix']}/output/{p['name']}/",
+        "max_execute_hours": max(1, int(p["max_runtime_seconds"]) // 3600),
+        "region": p["region"],
+    }
+
+
+BUILDERS = {"sagemaker": sagemaker, "vertex": vertex, "kubeflow": kubeflow, "uai": uai,
+            "k8s-tfrecords": k8s_tfrecords}
+FILES = {"sagemaker": "sagemaker-training-job.json", "vertex": "vertex-custom-job.yaml",
+         "kubeflow": "kubeflow-tfjob.yaml", "uai": "uai-train-job.json", "k8s-tfrecords": "k8s-tfrecords-job.yaml"}
+
+
+def render(platform: str, settings: list[str] = ()) -> str:
+    """The spec as text, checked."""
+    if platform not in BUILDERS:
+        raise ShadownetError(f"platform must be one of {', '.join(PLATFORMS)}, not {platform!r}")
+    p, hp = parameters(list(settings), platform)
+    spec = BUILDERS[platform](p, hp)
+    check(platform, spec)
+    if FILES[platform].endswith(".json"):
+        return json.dumps(spec, indent=2) + "\n"
+    import yaml
+
+    return yaml.safe_dump(spec, sort_keys=False, width=120)
+
+
+def check(platform: str, spec: dict) -> None:
+    problems: list[str] = []
+    if platform == "sagemaker":
+        problems = _check_sagemaker(spec)
+    elif platform in ("kubeflow", "k8s-tfrecords"):
+        problems = _check_kubernetes(platform, spec)
+    elif platform == "vertex":
+        problems = _check_vertex(spec)
+    if problems:
+        raise ShadownetError(f"the rendered {platform} spec is not valid:\n  " + "\n  ".join(problems))
+
+
+def _check_sagemaker(spec: dict) -> list[str]:
+    import botocore.session
+    from botocore.exceptions import ParamValidationError
+    from botocore.validate import validate_parameters
+
+    model = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob")
+    try:
+        validate_parameters(spec, model.input_shape)
+    except ParamValidationError as exc:
+        return [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
+    problems = []
+    if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", spec["TrainingJobName"]):
+        problems.append(f"TrainingJobName {spec['TrainingJobName']!r}: letters, digits and '-', at most 63")
+    stop = spec["StoppingCondition"]
+    if spec.get("EnableManagedSpotTraining") and stop["MaxWaitTimeInSeconds"] < stop["MaxRuntimeInSeconds"]:
+        problems.append("managed spot needs MaxWaitTimeInSeconds >= MaxRuntimeInSeconds")
+    return problems
+
+
+def _check_kubernetes(platform: str, spec: dict) -> list[str]:
+    objects = [spec]
+    problems = []
+    if platform == "kubeflow":
+        # The TFJob is a custom resource: its pod templates are checked as the Pods they become.
+        for role, replica in spec["spec"]["tfReplicaSpecs"].items():
+            if replica.get("restartPolicy") not in ("Always", "OnFailure", "Never", "ExitCode"):
+                problems.append(f"tfReplicaSpecs.{role}.restartPolicy: {replica.get('restartPolicy')!r}")
+            names = [c["name"] for c in replica["template"]["spec"]["containers"]]
+            if "tensorflow" not in names:
+                problems.append(f"tfReplicaSpecs.{role}: the training container must be named 'tensorflow'")
+        objects = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{spec['metadata']['name']}-{role}"},
+                    "spec": replica["template"]["spec"]} for role, replica in spec["spec"]["tfReplicaSpecs"].items()]
+    try:
+        import kubernetes_validate
+    except ImportError:  # an optional check: the specs are also checked by the tests, where it is installed
+        return problems
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{obj['kind']} {obj['metadata']['name']}: {exc.message} at "
+                            f"{'.'.join(map(str, exc.path))}")
+    return problems
+
+
+def _check_vertex(spec: dict) -> list[str]:
+    problems = []
+    pools = spec.get("workerPoolSpecs") or []
+    if not pools:
+        problems.append("workerPoolSpecs: at least the chief pool")
+    for i, pool in enumerate(pools):
+        for key in ("machineSpec", "replicaCount", "containerSpec"):
+            if key not in pool:
+                problems.append(f"workerPoolSpecs[{i}].{key}: missing")
+        if not pool.get("containerSpec", {}).get("imageUri"):
+            problems.append(f"workerPoolSpecs[{i}].containerSpec.imageUri: missing")
+    if spec.get("scheduling", {}).get("strategy") not in (None, "STANDARD", "SPOT", "FLEX_START", "ON_DEMAND"):
+        problems.append("scheduling.strategy: STANDARD, SPOT, FLEX_START or ON_DEMAND")
+    if not re.fullmatch(r"\d+(\.\d+)?s", spec.get("scheduling", {}).get("timeout", "0s")):
+        problems.append("scheduling.timeout: a duration such as '86400s'")
+    return problems
+
+
+def parsed(text: str, platform: str) -> Any:
+    """A rendered spec read back (tests and `jobs/` freshness)."""
+    if FILES[platform].endswith(".json"):
+        return json.loads(text)
+    import yaml
+
+    return yaml.safe_load(text)

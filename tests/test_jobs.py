@@ -1,0 +1,142 @@
+"""Job specs: rendered, checked against the platforms' own models and schemas, and kept in jobs/."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from shadownet import jobs
+from shadownet.errors import ShadownetError
+
+from conftest import REPO, Dataset, run_cli, words
+
+
+@pytest.mark.parametrize("platform", jobs.PLATFORMS)
+def test_jobs_folder_holds_each_spec_rendered_with_the_defaults(platform):
+    assert (REPO / "jobs" / jobs.FILES[platform]).read_text() == jobs.render(platform), (
+        f"jobs/{jobs.FILES[platform]} is stale: shadownet jobs render --platform {platform} --out it")
+
+
+def test_sagemaker_request_is_valid_for_botocore_and_spot_ready():
+    spec = jobs.parsed(jobs.render("sagemaker", ["image=1234.dkr.ecr.eu-west-1.amazonaws.com/shadownet/train-cpu:1",
+                                                 "bucket=my-data", "hp.batch_size=32", "max_runtime_seconds=7200"]),
+                       "sagemaker")
+    jobs.check("sagemaker", spec)
+    assert spec["AlgorithmSpecification"]["TrainingImage"].startswith("1234.dkr.ecr")
+    assert spec["InputDataConfig"][0]["ChannelName"] == "train"
+    assert spec["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://my-data/shadownet/records"
+    assert spec["HyperParameters"]["batch_size"] == "32" and all(isinstance(v, str) for v in
+                                                                  spec["HyperParameters"].values())
+    assert spec["EnableManagedSpotTraining"] is True
+    assert spec["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
+    assert spec["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    broken = copy.deepcopy(spec)
+    broken["ResourceConfig"]["InstanceCount"] = "one"
+    with pytest.raises(ShadownetError, match="ResourceConfig.InstanceCount"):
+        jobs.check("sagemaker", broken)
+    broken = copy.deepcopy(spec)
+    broken["StoppingCondition"]["MaxWaitTimeInSeconds"] = 60
+    with pytest.raises(ShadownetError, match="MaxWaitTimeInSeconds >= MaxRuntimeInSeconds"):
+        jobs.check("sagemaker", broken)
+
+
+@pytest.mark.slow
+def test_metric_definitions_read_the_lines_training_prints(tmp_path):
+    ds = Dataset(tmp_path / "dataset")
+    for i, word in enumerate(words(30, seed=2)):
+        ds.sample("Train" if i < 24 else "Test", f"img/{i}.jpg", word)
+    ds.write()
+    run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", tmp_path / "records", "--workers", "1", check=True)
+    log = run_cli("train", "--tfrecords-dir", tmp_path / "records", "--model-dir", tmp_path / "run", "--model",
+                  "shadownet_small", "--batch-size", "4", "--train-steps", "2", "--log-every", "1", "--eval-every",
+                  "2", check=True).stdout
+    found = {}
+    for metric in jobs.METRIC_DEFINITIONS:
+        values = [float(v) for v in re.findall(metric["Regex"], log)]
+        assert values, f"{metric['Name']}: {metric['Regex']} matches nothing in\n{log}"
+        found[metric["Name"]] = values
+    assert len(found["train:loss"]) == 2 and len(found["validation:loss"]) == 1  # loss= is not validation_loss=
+    assert 0.0 <= found["validation:word_accuracy"][0] <= 1.0
+
+
+@pytest.mark.parametrize("platform", ["kubeflow", "k8s-tfrecords"])
+def test_kubernetes_objects_pass_the_kubernetes_schemas(platform):
+    pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is a dev dependency")
+    spec = jobs.parsed(jobs.render(platform, ["endpoint_url=https://minio.example:9000", "cpu=4"]), platform)
+    jobs.check(platform, spec)
+    template = spec["spec"]["tfReplicaSpecs"]["Worker"]["template"] if platform == "kubeflow" else spec["spec"][
+        "template"]
+    container = template["spec"]["containers"][0]
+    assert {"name": "AWS_ENDPOINT_URL", "value": "https://minio.example:9000"} in container["env"]
+    assert not [e for e in container["env"] if "value" in e and e["name"].startswith("AWS_SECRET")]  # secret refs only
+    container["replicas"] = 1  # a field containers do not have: strict validation refuses it
+    with pytest.raises(ShadownetError, match="not valid"):
+        jobs.check(platform, spec)
+
+
+def test_kubeflow_retries_preemption_and_names_its_container():
+    spec = jobs.parsed(jobs.render("kubeflow"), "kubeflow")
+    worker = spec["spec"]["tfReplicaSpecs"]["Worker"]
+    assert worker["restartPolicy"] == "ExitCode"  # 143 (SIGTERM, checkpointed) is retried; 1 and 2 are not
+    assert worker["template"]["spec"]["containers"][0]["name"] == "tensorflow"
+    worker["template"]["spec"]["containers"][0]["name"] = "trainer"
+    with pytest.raises(ShadownetError, match="must be named 'tensorflow'"):
+        jobs.check("kubeflow", spec)
+
+
+def test_vertex_and_uai():
+    vertex = jobs.parsed(jobs.render("vertex", ["bucket=b", "max_runtime_seconds=3600"]), "vertex")
+    pool = vertex["workerPoolSpecs"][0]
+    assert pool["containerSpec"]["args"][:3] == ["train", "--tfrecords-dir", "/gcs/b/shadownet/records"]
+    assert vertex["scheduling"] == {"timeout": "3600s", "restartJobOnWorkerRestart": True, "strategy": "SPOT"}
+    assert vertex["baseOutputDirectory"]["outputUriPrefix"].startswith("gs://b/")
+    uai = jobs.parsed(jobs.render("uai", ["hp.train_steps=500"]), "uai")
+    assert uai["command"].startswith("shadownet train ") and "--train-steps 500" in uai["command"]
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(ShadownetError, match="unknown parameter"):
+        jobs.render("sagemaker", ["colour=blue"])
+    with pytest.raises(ShadownetError, match="expected key=value"):
+        jobs.render("sagemaker", ["image"])
+    result = run_cli("jobs", "render", "--platform", "sagemaker", "--set", "hp.optimiser=adam")
+    assert result.returncode == 2 and "unknown setting 'optimiser'" in result.stderr
+    out = tmp_path / "job.json"
+    assert run_cli("jobs", "render", "--platform", "sagemaker", "--out", out, check=True).stdout == ""
+    assert out.read_text() == jobs.render("sagemaker")
+
+
+def test_submit_to_a_local_sagemaker_api_and_follow_the_job(s3):
+    """create_training_job and describe_training_job against moto's server on 127.0.0.1."""
+    result = run_cli("submit", "--platform", "sagemaker", "--set", "name=shadownet-test-1", "--set",
+                     "role=arn:aws:iam::123456789012:role/test", "--poll-seconds", "0.2",
+                     "--sagemaker-endpoint-url", s3.direct_endpoint, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("submitted arn:aws:sagemaker:us-east-1:") and lines[0].endswith(
+        "training-job/shadownet-test-1")
+    assert any(line.startswith("status=") for line in lines) and lines[-1].startswith("completed")
+    import boto3
+
+    client = boto3.client("sagemaker", endpoint_url=s3.direct_endpoint, region_name="us-east-1")
+    job = client.describe_training_job(TrainingJobName="shadownet-test-1")
+    assert job["AlgorithmSpecification"]["TrainingImage"] == jobs.DEFAULTS["image"]
+    assert job["HyperParameters"]["mixed_precision"] == "bfloat16"
+    quick = run_cli("submit", "--platform", "sagemaker", "--set", "name=shadownet-test-2", "--set",
+                    "role=arn:aws:iam::123456789012:role/test", "--no-wait", "--sagemaker-endpoint-url",
+                    s3.direct_endpoint, check=True)
+    assert quick.stdout.splitlines() == [
+        "submitted arn:aws:sagemaker:us-east-1:123456789012:training-job/shadownet-test-2"]
+
+
+def test_submit_without_kubectl_prints_the_command_and_the_spec(tmp_path):
+    import os
+
+    env = dict(os.environ, PATH=str(tmp_path))  # no kubectl, no gcloud; run_cli starts Python by its full path
+    result = run_cli("submit", "--platform", "kubeflow", "--set", "bucket=b", env=env, check=True)
+    assert result.stdout.startswith("kubectl is not installed here; run this yourself:\n  kubectl apply -f -")
+    assert "kind: TFJob" in result.stdout and "s3://b/shadownet/records" in result.stdout
+    result = run_cli("submit", "--platform", "vertex", env=env, check=True)
+    assert "gcloud ai custom-jobs create --region=us-central1 --display-name=shadownet" in result.stdout
+    assert "workerPoolSpecs:" in result.stdout
