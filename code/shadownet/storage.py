@@ -166,11 +166,16 @@ class ObjectStore:
         """Upload the files under ``source`` to ``url``; files named in ``last`` (basenames) go after all
         others, so that a reader who finds them finds everything. Returns the number of files sent."""
         files = sorted(p for p in Path(source).rglob("*") if p.is_file() and not _is_partial(p))
+        self.upload_ordered(Path(source), files, url, last)
+        return len(files)
+
+    def upload_ordered(self, source: Path, files: Sequence[Path], url: S3Url, last: Sequence[str] = ()) -> None:
+        """``files`` (under ``source``) to the same relative keys under ``url``, several at once; those named
+        in ``last`` once all the others are there."""
         late = [p for p in files if p.name in last]
         early = [p for p in files if p.name not in last]
         for group in (early, late):
             self._each(lambda path: self.upload(path, url.child(path.relative_to(source).as_posix())), group)
-        return len(files)
 
     def _each(self, work, items: Iterable) -> None:
         items = list(items)
@@ -301,9 +306,7 @@ class Staging:
         url, local = S3Url.parse(str(path)), Path(local)
         before, now = self._sent.get(str(path), {}), _state(local)
         changed = [local / relative for relative, stamp in now.items() if before.get(relative) != stamp]
-        late = [p for p in changed if p.name in last]
-        for group in ([p for p in changed if p.name not in last], late):
-            self.store._each(lambda p: self.store.upload(p, url.child(p.relative_to(local).as_posix())), group)
+        self.store.upload_ordered(local, changed, url, last)
         self.store.delete([url.child(relative) for relative in before if relative not in now])
         self._sent[str(path)] = now
         return len(changed)
