@@ -60,11 +60,16 @@ def test_publish_then_stage_in_round_trip_with_manifest_last(s3, bucket, tmp_pat
     for relative, data in FILES.items():
         assert (tmp_path / "in" / relative).read_bytes() == data
 
-    s3.proxy.reset()  # a restarted job stages only what it lacks
+    s3.proxy.reset()  # a restarted job stages only what it lacks, or what changed in the bucket since
     (tmp_path / "in" / "nested/deeper/b.bin").unlink()
+    changed = tmp_path / "changed.json"
+    changed.write_bytes(b'{"counts": {1}}')  # the same size as the staged copy
+    os.utime(tmp_path / "in" / "manifest.json", (0, 0))  # the staged copy is older than the bucket's now
+    store(s3).upload(changed, url.child("manifest.json"))
     store(s3).stage_in(url, tmp_path / "in")
-    gets = [path for method, path in s3.proxy.requests if method == "GET" and "list-type" not in path]
-    assert gets == [f"/{bucket}/runs/records/nested/deeper/b.bin"]
+    gets = sorted(path for method, path in s3.proxy.requests if method == "GET" and "list-type" not in path)
+    assert gets == [f"/{bucket}/runs/records/manifest.json", f"/{bucket}/runs/records/nested/deeper/b.bin"]
+    assert (tmp_path / "in" / "manifest.json").read_bytes() == b'{"counts": {1}}'
 
 
 def test_transient_failures_are_retried(s3, bucket, tmp_path):

@@ -361,7 +361,7 @@ def _run_export(args) -> int:
     if is_remote(args.export_dir):
         # Versions already in the bucket count, as a local folder's would: never overwrite one.
         base = S3Url.parse(str(args.export_dir)).child(args.name)
-        published = {int(rel.split("/")[0]) for rel, _ in staging.store.list(base)
+        published = {int(rel.split("/")[0]) for rel, *_ in staging.store.list(base)
                      if rel.split("/")[0].isdigit() and rel.endswith(SAVED_MODEL_FILE)}
         if version is None:
             version = max(published, default=0) + 1

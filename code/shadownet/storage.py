@@ -106,8 +106,8 @@ class ObjectStore:
             self._client = _client(self.config)
         return self._client
 
-    def list(self, url: S3Url) -> list[tuple[str, int]]:
-        """(path relative to ``url``, size) of every object under the prefix ``url``, sorted."""
+    def list(self, url: S3Url) -> list[tuple[str, int, float]]:
+        """(path relative to ``url``, size, last modified as a Unix time) of every object under ``url``, sorted."""
         prefix = f"{url.key}/" if url.key else ""
         found = []
         with _reported(url, "list"):
@@ -116,7 +116,7 @@ class ObjectStore:
                 for item in page.get("Contents", []):
                     relative = item["Key"][len(prefix):]
                     if relative and not relative.endswith("/"):  # "folder" marker objects hold nothing
-                        found.append((relative, int(item["Size"])))
+                        found.append((relative, int(item["Size"]), item["LastModified"].timestamp()))
         return sorted(found)
 
     def exists(self, url: S3Url) -> bool:
@@ -150,17 +150,17 @@ class ObjectStore:
                  allow_empty: bool = False) -> list[Path]:
         """Every object under ``url`` into ``destination`` (same relative paths), several at once.
 
-        With ``skip_existing``, a local file of the object's size is kept: a restarted job re-stages
-        only what it lacks.
+        With ``skip_existing``, a local file of the object's size and at least as new is kept: a restarted
+        job re-stages only what it lacks or what changed in the bucket since.
         """
         destination = Path(destination)
         objects = self.list(url)
         if not objects and not allow_empty:
             raise ShadownetError(f"{url}: no objects under this prefix")
-        wanted = [(relative, destination / relative) for relative, size in objects
-                  if not (skip_existing and _has_size(destination / relative, size))]
+        wanted = [(relative, destination / relative) for relative, size, modified in objects
+                  if not (skip_existing and _is_current(destination / relative, size, modified))]
         self._each(lambda item: self.download(url.child(item[0]), item[1]), wanted)
-        return [destination / relative for relative, _ in objects]
+        return [destination / relative for relative, *_ in objects]
 
     def publish(self, source: Path, url: S3Url, last: Sequence[str] = ()) -> int:
         """Upload the files under ``source`` to ``url``; files named in ``last`` (basenames) go after all
@@ -188,11 +188,12 @@ class ObjectStore:
                 future.result()  # the first failure is raised; the others still finish or fail quietly
 
 
-def _has_size(path: Path, size: int) -> bool:
+def _is_current(path: Path, size: int, modified: float) -> bool:
     try:
-        return path.stat().st_size == size
+        stat = path.stat()
     except FileNotFoundError:
         return False
+    return stat.st_size == size and stat.st_mtime >= modified
 
 
 def _is_partial(path: Path) -> bool:
