@@ -112,3 +112,30 @@ def test_storage_errors_are_one_clear_line(s3, bucket, tmp_path):
     missing = run_cli("inspect", "--tfrecords-dir", f"s3://{bucket}/nothing", "--s3-endpoint-url", s3.endpoint,
                       "--scratch-dir", tmp_path / "scratch")
     assert missing.returncode == 2 and f"s3://{bucket}/nothing: no objects under this prefix" in missing.stderr
+
+
+def test_shard_runs_on_s3_write_what_one_run_writes(s3, bucket, tmp_path, good_dataset):
+    """An Indexed Job's pods share no disk: each sends its shard and manifest part; the last one merges."""
+    import os
+    import subprocess
+    import sys
+
+    common = ["--s3-endpoint-url", s3.endpoint, "--workers", "1", "--seed", "3"]
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", tmp_path / "single", "--shards", "3", *common,
+            check=True)
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "shadownet", "tfrecords", "--dataset-dir", str(good_dataset), "--save-dir",
+         f"s3://{bucket}/records", "--num-shards", "3", "--scratch-dir", str(tmp_path / f"pod{i}"), *common],
+        env=dict(os.environ, JOB_COMPLETION_INDEX=str(i)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(3)]
+    errors = [p.communicate(timeout=300)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], errors
+    fetched = ObjectStore(StorageConfig(endpoint_url=s3.endpoint)).stage_in(S3Url(bucket, "records"),
+                                                                             tmp_path / "fetched")
+    assert sorted(p.name for p in fetched) == sorted(p.name for p in (tmp_path / "single").iterdir())  # no parts
+    single, sharded = tree_digest(tmp_path / "single"), tree_digest(tmp_path / "fetched")
+    assert {k: v for k, v in single.items() if k != "manifest.json"} == {
+        k: v for k, v in sharded.items() if k != "manifest.json"}
+    manifests = [json.loads((folder / "manifest.json").read_text()) for folder in (tmp_path / "single",
+                                                                                   tmp_path / "fetched")]
+    assert manifests[0] == manifests[1]

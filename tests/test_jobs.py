@@ -140,3 +140,29 @@ def test_submit_without_kubectl_prints_the_command_and_the_spec(tmp_path):
     result = run_cli("submit", "--platform", "vertex", env=env, check=True)
     assert "gcloud ai custom-jobs create --region=us-central1 --display-name=shadownet" in result.stdout
     assert "workerPoolSpecs:" in result.stdout
+
+
+@pytest.mark.parametrize("platform", sorted(jobs.EXAMPLES))
+def test_jobs_folder_holds_the_multi_machine_examples(platform):
+    text = jobs.render(platform, jobs.EXAMPLE_SETTINGS)
+    assert (REPO / "jobs" / jobs.EXAMPLES[platform]).read_text() == text, f"jobs/{jobs.EXAMPLES[platform]} is stale"
+    spec = jobs.parsed(text, platform)
+    if platform == "sagemaker":
+        assert spec["ResourceConfig"]["InstanceCount"] == 2
+    elif platform == "vertex":
+        assert [pool["replicaCount"] for pool in spec["workerPoolSpecs"]] == [1, 1]  # chief pool, worker pool
+        assert spec["workerPoolSpecs"][0]["containerSpec"] == spec["workerPoolSpecs"][1]["containerSpec"]
+    else:
+        assert spec["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
+
+
+def test_tfrecords_job_is_an_indexed_job_of_shards():
+    pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is a dev dependency")
+    spec = jobs.parsed(jobs.render("k8s-tfrecords", ["shards=3"]), "k8s-tfrecords")
+    jobs.check("k8s-tfrecords", spec)
+    assert (spec["spec"]["completionMode"], spec["spec"]["completions"], spec["spec"]["parallelism"]) == (
+        "Indexed", 3, 3)
+    args = spec["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--num-shards", "3"] and "--shard-index" not in args  # JOB_COMPLETION_INDEX gives it
+    with pytest.raises(ShadownetError, match="--set shards: a whole number >= 1"):
+        jobs.render("k8s-tfrecords", ["shards=0"])

@@ -234,3 +234,76 @@ def test_geometry_widths():
     assert geometry.target_width(10, 64) == 8  # min width
     assert geometry.target_width(10_000, 32) == 800  # max width
     assert ImageGeometry(mode="fixed").target_width(300, 20) == 100
+
+
+# -- generation across machines: one shard per run ---------------------------------------------------------------
+
+
+def shard_runs(dataset, save_dir, shards: int, extra=(), env_of=None) -> list[subprocess.CompletedProcess]:
+    """``shards`` separate processes at once, as an Indexed Job's pods would run."""
+    processes = []
+    for index in range(shards):
+        env = dict(os.environ, **(env_of(index) if env_of else {}))
+        args = ["tfrecords", "--dataset-dir", dataset, "--save-dir", save_dir, "--num-shards", shards,
+                "--workers", "1", "--seed", "7", *([] if env_of else ["--shard-index", index]), *extra]
+        processes.append(subprocess.Popen([sys.executable, "-m", "shadownet", *map(str, args)], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return results
+
+
+@pytest.mark.slow
+def test_three_shard_runs_write_what_one_run_with_three_shards_writes(tmp_path, good_dataset):
+    single = tmp_path / "single"
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", single, "--shards", 3, "--workers", 1,
+            "--seed", 7, check=True)
+    results = shard_runs(good_dataset, tmp_path / "sharded", 3)
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    assert sum("every shard is there: manifest written" in r.stderr for r in results) >= 1
+    assert tree_digest(tmp_path / "sharded") == tree_digest(single)  # records and manifest, byte for byte
+    assert not list((tmp_path / "sharded").glob(".*"))  # no manifest part, no partial file left
+    assert len([f for f in tree_digest(single) if f.endswith(".tfrecords")]) == 9
+
+    # An Indexed Job gives each pod its shard in JOB_COMPLETION_INDEX.
+    results = shard_runs(good_dataset, tmp_path / "indexed", 3, env_of=lambda i: {"JOB_COMPLETION_INDEX": str(i)})
+    assert [r.returncode for r in results] == [0, 0, 0]
+    assert tree_digest(tmp_path / "indexed") == tree_digest(single)
+
+
+def test_a_shard_alone_writes_no_manifest_and_readers_refuse_it(tmp_path, good_dataset):
+    out = tmp_path / "out"
+    result = run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", out, "--num-shards", 2,
+                     "--shard-index", 1, "--workers", 1, check=True)
+    assert "the last shard to finish writes the manifest" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".manifest-part-00001-of-00002.json", "test_feature-00001-of-00002.tfrecords",
+        "train_feature-00001-of-00002.tfrecords", "validation_feature-00001-of-00002.tfrecords"]
+    assert run_cli("inspect", "--tfrecords-dir", out).returncode != 0
+
+
+def test_shard_parts_from_different_settings_are_not_merged(tmp_path, good_dataset):
+    out = tmp_path / "out"
+    run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", out, "--num-shards", 2, "--shard-index", 0,
+            "--workers", 1, "--seed", 1, check=True)
+    result = run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", out, "--num-shards", 2,
+                     "--shard-index", 1, "--workers", 1, "--seed", 2)
+    assert result.returncode == 2
+    assert "shard 1 was written from another dataset or with other settings (split differ)" in result.stderr
+    assert not (out / "manifest.json").exists()
+
+
+def test_shard_flags_are_checked(tmp_path, good_dataset):
+    def error(*flags):
+        result = run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", tmp_path / "x", *flags)
+        assert result.returncode == 2
+        return result.stderr.strip().splitlines()[-1]
+
+    assert error("--shard-index", "0") == "shadownet: error: --shard-index needs --num-shards"
+    assert error("--num-shards", "3", "--shard-index", "3") == "shadownet: error: --shard-index must be in [0, 3), not 3"
+    assert error("--num-shards", "3") == (
+        "shadownet: error: --num-shards needs --shard-index (or JOB_COMPLETION_INDEX, as an Indexed Job sets it)")
+    assert error("--num-shards", "3", "--shards", "2", "--shard-index", "0") == (
+        "shadownet: error: --shards 2 and --num-shards 3 disagree; give one")

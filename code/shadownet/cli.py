@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_options(records)
     records.add_argument("--save-dir", required=True, type=_location, help="folder or s3:// prefix")
     records.add_argument("--shards", type=int, default=1, help="files per split")
+    records.add_argument("--num-shards", type=int,
+                         help="several machines: N runs, one per shard, together write what --shards N writes")
+    records.add_argument("--shard-index", type=int, help="which shard this run writes, 0..N-1 (default: "
+                         "JOB_COMPLETION_INDEX of a Kubernetes Indexed Job, or this host's place in SM_HOSTS)")
     records.add_argument("--validation-ratio", type=float, default=0.1, help="part of Train held out")
     records.add_argument("--seed", type=int, default=0, help="seed of the validation split and train order")
 
@@ -192,21 +196,76 @@ def _run_tfrecords(args) -> int:
     from .tfrecord_format import MANIFEST_FILE
     from .tfrecords import run
 
+    shards, shard_index = _sharding(args, os.environ)
     staging = _staging(args)
     save_dir = staging.output_dir(args.save_dir)
     report = staging.output_file(args.report) if args.report else None
     config = _dataset_config(args, staging.input_dir(args.dataset_dir), report, save_dir=save_dir,
-                             shards=args.shards, validation_ratio=args.validation_ratio, seed=args.seed)
+                             shards=shards, validation_ratio=args.validation_ratio, seed=args.seed,
+                             shard_index=shard_index)
     try:
         manifest = run(config)
     finally:
         if report:  # the report matters most when the run fails
             staging.send_file(report, args.report)
-    staging.sync(save_dir, args.save_dir, last=[MANIFEST_FILE])  # a reader trusts the manifest: it goes last
     counts = manifest["counts"]
-    print(f"wrote {counts['train']} train, {counts['validation']} validation, {counts['test']} test records "
-          f"to {args.save_dir} ({manifest['skipped']} skipped)", file=sys.stderr)
+    if shard_index is None:
+        staging.sync(save_dir, args.save_dir, last=[MANIFEST_FILE])  # a reader trusts the manifest: it goes last
+        print(f"wrote {counts['train']} train, {counts['validation']} validation, {counts['test']} test records "
+              f"to {args.save_dir} ({manifest['skipped']} skipped)", file=sys.stderr)
+        return 0
+    done = _finish_shard(staging, save_dir, args.save_dir, shards)
+    print(f"wrote shard {shard_index} of {shards}: {counts['train']} train, {counts['validation']} validation, "
+          f"{counts['test']} test records to {args.save_dir}; "
+          + ("every shard is there: manifest written" if done else "the last shard to finish writes the manifest"),
+          file=sys.stderr)
     return 0
+
+
+def _sharding(args, env) -> tuple[int, int | None]:
+    """(shards, this run's shard or None): --num-shards with --shard-index, JOB_COMPLETION_INDEX or SM_HOSTS."""
+    if args.num_shards is None:
+        if args.shard_index is not None:
+            raise ShadownetError("--shard-index needs --num-shards")
+        return args.shards, None
+    if args.shards not in (1, args.num_shards):
+        raise ShadownetError(f"--shards {args.shards} and --num-shards {args.num_shards} disagree; give one")
+    index = args.shard_index
+    if index is None and env.get("JOB_COMPLETION_INDEX", "").isdigit():
+        index = int(env["JOB_COMPLETION_INDEX"])
+    if index is None and env.get("SM_HOSTS") and env.get("SM_CURRENT_HOST"):
+        hosts = sorted(json.loads(env["SM_HOSTS"]))  # as SageMaker's toolkits number the hosts
+        index = hosts.index(env["SM_CURRENT_HOST"]) if env["SM_CURRENT_HOST"] in hosts else None
+    if index is None:
+        raise ShadownetError("--num-shards needs --shard-index (or JOB_COMPLETION_INDEX, as an Indexed Job sets it)")
+    return args.num_shards, index
+
+
+def _finish_shard(staging, save_dir: Path, save_path, shards: int) -> bool:
+    """Publish this shard; if every shard's manifest part is there, merge them into the manifest."""
+    import tempfile
+
+    from .storage import S3Url, is_remote
+    from .tfrecord_format import MANIFEST_FILE
+    from .tfrecords import finish_shards, part_name
+
+    if not is_remote(save_path):
+        return finish_shards(save_dir, shards) is not None
+    url = S3Url.parse(str(save_path))
+    parts = [part_name(shard, shards) for shard in range(shards)]
+    staging.store.delete([url.child(MANIFEST_FILE)])  # an older manifest would describe a mix of files
+    staging.sync(save_dir, save_path, last=parts)  # this shard's records, then its part
+    present = {relative for relative, *_ in staging.store.list(url)}
+    if not set(parts) <= present:
+        return False
+    Path(staging.scratch).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=staging.scratch) as merge_dir:
+        for part in parts:
+            staging.store.download(url.child(part), Path(merge_dir) / part)
+        finish_shards(Path(merge_dir), shards)
+        staging.store.upload(Path(merge_dir) / MANIFEST_FILE, url.child(MANIFEST_FILE))
+    staging.store.delete([url.child(part) for part in parts])
+    return True
 
 
 def _run_validate(args) -> int:

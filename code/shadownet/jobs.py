@@ -33,6 +33,8 @@ DEFAULTS: dict[str, str] = {
     "credentials_secret": "shadownet-s3",  # Kubernetes secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
     "cpu": "8",
     "memory": "16Gi",
+    "workers": "1",  # training machines (MultiWorkerMirroredStrategy when more than one)
+    "shards": "4",  # k8s-tfrecords: pods of the Indexed Job, one shard of every split each
 }
 _INSTANCE = {"sagemaker": "ml.c7i.2xlarge", "vertex": "n2-standard-8", "uai": "1-CPU8"}
 _REGION = {"sagemaker": "us-east-1", "vertex": "us-central1", "uai": "cn-bj2"}
@@ -65,8 +67,9 @@ def parameters(settings: list[str], platform: str) -> tuple[dict[str, str], dict
             values[key] = value
         else:
             raise ShadownetError(f"--set {key}: unknown parameter; known: {', '.join(sorted(values))}, hp.<setting>")
-    if not values["max_runtime_seconds"].isdigit():
-        raise ShadownetError(f"--set max_runtime_seconds: a whole number of seconds, not {values['max_runtime_seconds']!r}")
+    for key in ("max_runtime_seconds", "workers", "shards"):
+        if not values[key].isdigit() or int(values[key]) < 1:
+            raise ShadownetError(f"--set {key}: a whole number >= 1, not {values[key]!r}")
     return values, hyperparameters
 
 
@@ -93,7 +96,9 @@ def sagemaker(p: dict[str, str], hp: dict[str, str]) -> dict:
         "InputDataConfig": [{"ChannelName": "train", "InputMode": "File", "DataSource": {"S3DataSource": {
             "S3DataType": "S3Prefix", "S3Uri": u["records"], "S3DataDistributionType": "FullyReplicated"}}}],
         "OutputDataConfig": {"S3OutputPath": u["output"]},
-        "ResourceConfig": {"InstanceType": p["instance_type"], "InstanceCount": 1, "VolumeSizeInGB": 50},
+        # Several instances train together; each reads its own part of the fully replicated records.
+        "ResourceConfig": {"InstanceType": p["instance_type"], "InstanceCount": int(p["workers"]),
+                           "VolumeSizeInGB": 50},
         "StoppingCondition": {"MaxRuntimeInSeconds": runtime, "MaxWaitTimeInSeconds": 2 * runtime},
         "EnableManagedSpotTraining": True,
         "CheckpointConfig": {"S3Uri": u["checkpoints"], "LocalPath": "/opt/ml/checkpoints"},
@@ -104,13 +109,12 @@ def sagemaker(p: dict[str, str], hp: dict[str, str]) -> dict:
 def vertex(p: dict[str, str], hp: dict[str, str]) -> dict:
     """CustomJobSpec for `gcloud ai custom-jobs create --config`: spot, restarts resume from AIP_CHECKPOINT_DIR."""
     bucket = f"/gcs/{p['bucket']}/{p['prefix']}".rstrip("/")
+    container = {"imageUri": p["image"], "args": ["train", "--tfrecords-dir", f"{bucket}/records", *_flags(hp)]}
+    # Pool 0 is the chief; more machines go in pool 1 (Vertex sets TF_CONFIG for them all).
+    pools = [{"machineSpec": {"machineType": p["instance_type"]}, "replicaCount": count, "containerSpec": container}
+             for count in (1, int(p["workers"]) - 1) if count]
     return {
-        "workerPoolSpecs": [{
-            "machineSpec": {"machineType": p["instance_type"]},
-            "replicaCount": 1,
-            "containerSpec": {"imageUri": p["image"],
-                              "args": ["train", "--tfrecords-dir", f"{bucket}/records", *_flags(hp)]},
-        }],
+        "workerPoolSpecs": pools,
         "baseOutputDirectory": {"outputUriPrefix": f"gs://{p['bucket']}/{p['prefix']}/output/{p['name']}"},
         "scheduling": {"timeout": f"{p['max_runtime_seconds']}s", "restartJobOnWorkerRestart": True,
                        "strategy": "SPOT"},
@@ -143,7 +147,8 @@ def kubeflow(p: dict[str, str], hp: dict[str, str]) -> dict:
         "spec": {
             "runPolicy": {"backoffLimit": 5, "cleanPodPolicy": "None",
                           "activeDeadlineSeconds": int(p["max_runtime_seconds"])},
-            "tfReplicaSpecs": {"Worker": {"replicas": 1, "restartPolicy": "ExitCode", "template": {"spec": {
+            # Several workers: the operator injects TF_CONFIG, worker 0 acts as the chief.
+            "tfReplicaSpecs": {"Worker": {"replicas": int(p["workers"]), "restartPolicy": "ExitCode", "template": {"spec": {
                 "terminationGracePeriodSeconds": 120,
                 "containers": [_container("tensorflow", p["image"], args, p)]}}}},
         },
@@ -151,14 +156,17 @@ def kubeflow(p: dict[str, str], hp: dict[str, str]) -> dict:
 
 
 def k8s_tfrecords(p: dict[str, str], hp: dict[str, str]) -> dict:
-    """A Kubernetes Job that writes the records from a dataset in the bucket."""
-    u = _uris(p)
-    args = ["tfrecords", "--dataset-dir", u["dataset"], "--save-dir", u["records"]]
+    """A Kubernetes Indexed Job that writes the records from a dataset in the bucket, one shard per pod."""
+    u, shards = _uris(p), int(p["shards"])
+    # An Indexed Job: pod I gets JOB_COMPLETION_INDEX=I and writes shard I of every split; the last pod to
+    # finish writes the manifest. Together they write what one run with --shards N writes.
+    args = ["tfrecords", "--dataset-dir", u["dataset"], "--save-dir", u["records"], "--num-shards", str(shards)]
     return {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"{p['name']}-tfrecords"},
-        "spec": {"backoffLimit": 2, "template": {"spec": {
-            "restartPolicy": "Never", "terminationGracePeriodSeconds": 60,
-            "containers": [_container("tfrecords", p["tfrecords_image"], args, p)]}}},
+        "spec": {"completionMode": "Indexed", "completions": shards, "parallelism": shards,
+                 "backoffLimitPerIndex": 2, "maxFailedIndexes": 0, "template": {"spec": {
+                     "restartPolicy": "Never", "terminationGracePeriodSeconds": 60,
+                     "containers": [_container("tfrecords", p["tfrecords_image"], args, p)]}}},
     }
 
 
@@ -179,6 +187,10 @@ def uai(p: dict[str, str], hp: dict[str, str]) -> dict:
 
 BUILDERS = {"sagemaker": sagemaker, "vertex": vertex, "kubeflow": kubeflow, "uai": uai,
             "k8s-tfrecords": k8s_tfrecords}
+# Rendered into jobs/ with the defaults, and with these settings under the second name.
+EXAMPLES = {"sagemaker": "sagemaker-training-job-2-instances.json", "vertex": "vertex-custom-job-2-replicas.yaml",
+            "kubeflow": "kubeflow-tfjob-2-workers.yaml"}
+EXAMPLE_SETTINGS = ["workers=2"]
 FILES = {"sagemaker": "sagemaker-training-job.json", "vertex": "vertex-custom-job.yaml",
          "kubeflow": "kubeflow-tfjob.yaml", "uai": "uai-train-job.json", "k8s-tfrecords": "k8s-tfrecords-job.yaml"}
 

@@ -5,6 +5,11 @@ train/validation -> image checks and encoding in worker processes, in order ->
 records appended to ``.partial`` files -> on success, renamed into place and
 ``manifest.json`` written last. Nothing under a final name exists until the
 whole run succeeded, and the bytes do not depend on the number of workers.
+
+Across machines: with ``shard_index`` I of ``shards`` N, a run writes only shard I of every split (the
+same contiguous block of positions a single run would give it) and a manifest part,
+``.manifest-part-0000I-of-0000N.json``. ``merge_parts`` turns the N parts into the manifest a single run
+with ``shards=N`` writes; whichever run finds all N parts writes it (``finish_shards``).
 """
 
 from __future__ import annotations
@@ -46,12 +51,15 @@ class TFRecordsConfig:
     geometry: ImageGeometry = ImageGeometry()
     report: Path | None = None
     source: str | None = None  # the dataset as the user named it (an s3:// URL staged locally); default dataset_dir
+    shard_index: int | None = None  # write only this shard of every split (one machine of several)
 
     def __post_init__(self) -> None:
         if self.on_error not in ERROR_POLICIES:
             raise ShadownetError(f"--on-error must be one of {', '.join(ERROR_POLICIES)}, not {self.on_error!r}")
         if self.shards < 1:
             raise ShadownetError(f"--shards must be at least 1, not {self.shards}")
+        if self.shard_index is not None and not 0 <= self.shard_index < self.shards:
+            raise ShadownetError(f"--shard-index must be in [0, {self.shards}), not {self.shard_index}")
         if self.workers < 1:
             raise ShadownetError(f"--workers must be at least 1, not {self.workers}")
         if not 0.0 <= self.validation_ratio < 1.0:
@@ -61,6 +69,11 @@ class TFRecordsConfig:
 def shard_of(position: int, count: int, shards: int) -> int:
     """Contiguous blocks: position p of a split of ``count`` goes to shard ``p * shards // count``."""
     return position * shards // count
+
+
+def shard_bounds(shard: int, count: int, shards: int) -> tuple[int, int]:
+    """The positions [start, stop) of a split of ``count`` that ``shard_of`` gives to ``shard``."""
+    return -(-shard * count // shards), -(-(shard + 1) * count // shards)
 
 
 @dataclass(frozen=True)
@@ -101,12 +114,16 @@ def run(config: TFRecordsConfig) -> dict:
     # to the images so that its report lists everything.
     if config.save_dir is not None:
         fail_if_problems()
-    writer = _ShardWriter(config.save_dir, config.shards, {s: len(rows) for s, (_, rows) in plan.items()})
-    total = sum(len(rows) for _, rows in plan.values())
+    sizes = {split: len(rows) for split, (_, rows) in plan.items()}
+    # Positions this run writes, per split: all of them, or one shard's block.
+    blocks = {split: (0, size) if config.shard_index is None else shard_bounds(config.shard_index, size, config.shards)
+              for split, size in sizes.items()}
+    writer = _ShardWriter(config.save_dir, config.shards, sizes, config.shard_index)
+    total = sum(stop - start for start, stop in blocks.values())
     progress = Progress(total, "tfrecords" if config.save_dir else "validate")
     worker = functools.partial(_process_chunk, dataset_dir, policy, config.save_dir is not None)
     try:
-        batches = contextlib.closing(ordered_map(worker, _chunks(scan, plan), config.workers))
+        batches = contextlib.closing(ordered_map(worker, _chunks(scan, plan, blocks), config.workers))
         with batches as stream:
             for split, start, results in stream:
                 for position, result in enumerate(results, start):
@@ -122,7 +139,11 @@ def run(config: TFRecordsConfig) -> dict:
         result = {"counts": counts, "skipped": len(problems)}
         if config.save_dir is not None:
             result = _manifest(config, charset, policy, writer, scan, counts, len(problems))
-            writer.commit(result)
+            if config.shard_index is None:
+                writer.commit(result)
+            else:
+                text_problems = len(scan.problems)
+                writer.commit_part(_part(result, config.shard_index, text_problems, len(problems) - text_problems))
     finally:
         writer.discard()
     _write_report(config, counts_in | {"splits": counts}, problems)
@@ -142,12 +163,13 @@ def _plan_splits(usable: dict[str, np.ndarray], ratio: float, seed: int) -> dict
     }
 
 
-def _chunks(scan, plan) -> Iterator[Chunk]:
+def _chunks(scan, plan, blocks: dict[str, tuple[int, int]]) -> Iterator[Chunk]:
     for split in SPLITS:
         file_name, rows = plan[split]
         index = scan.indexes[file_name]
-        for start in range(0, len(rows), CHUNK_SIZE):
-            selected = rows[start : start + CHUNK_SIZE]
+        first, stop = blocks[split]
+        for start in range(first, stop, CHUNK_SIZE):
+            selected = rows[start : min(start + CHUNK_SIZE, stop)]
             yield Chunk(split, start, file_name, index.offsets[selected], index.line_numbers[selected])
 
 
@@ -177,9 +199,9 @@ def _process_chunk(dataset_dir: Path, policy: LabelPolicy, build: bool, chunk: C
 class _ShardWriter:
     """Appends framed records to ``.partial`` shard files; ``commit`` renames them into place."""
 
-    def __init__(self, save_dir: Path | None, shards: int, sizes: dict[str, int]):
+    def __init__(self, save_dir: Path | None, shards: int, sizes: dict[str, int], only: int | None = None):
         self.save_dir = Path(save_dir) if save_dir is not None else None
-        self.shards, self.sizes = shards, sizes
+        self.shards, self.sizes, self.only = shards, sizes, only
         self.counts = {split: 0 for split in SPLITS}
         self.files: dict[str, dict] = {}  # final name -> {"split", "records", "bytes", "sha"}
         self._open: tuple[str, object] | None = None
@@ -188,7 +210,7 @@ class _ShardWriter:
             for stale in self.save_dir.glob(f".*_feature*.tfrecords{PARTIAL_SUFFIX}"):
                 stale.unlink()  # left by an interrupted run
             for split in SPLITS:
-                for shard in range(shards):
+                for shard in range(shards) if only is None else [only]:
                     self.files[shard_name(split, shard, shards)] = {
                         "split": split, "records": 0, "bytes": 0, "sha": hashlib.sha256()
                     }
@@ -225,7 +247,25 @@ class _ShardWriter:
         for stale in self.save_dir.glob("*_feature*.tfrecords"):
             if stale.name not in self.files:
                 stale.unlink()  # from an earlier run with another shard count
+        for stale in self.save_dir.glob(".manifest-part-*.json"):
+            stale.unlink()
         write_text_atomic(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+
+    def commit_part(self, part: dict) -> None:
+        """One shard of several: its files into place, then its manifest part (the other runs' files are theirs)."""
+        self._close()
+        (self.save_dir / MANIFEST_FILE).unlink(missing_ok=True)  # it would describe an older set of files
+        for name in self.files:
+            partial = partial_name(self.save_dir / name)
+            if not partial.exists():
+                partial.touch()
+            partial.replace(self.save_dir / name)
+        ours = {shard_name(split, shard, self.shards) for split in SPLITS for shard in range(self.shards)}
+        for stale in self.save_dir.glob("*_feature*.tfrecords"):
+            if stale.name not in ours:
+                stale.unlink()  # from an earlier run with another shard count
+        write_text_atomic(self.save_dir / part_name(self.only, self.shards),
+                          json.dumps(part, ensure_ascii=False, indent=2) + "\n")
 
     def discard(self) -> None:
         """Remove whatever partial files remain (after a failure, nothing is kept)."""
@@ -263,6 +303,58 @@ def _manifest(config, charset: Charset, policy: LabelPolicy, writer: _ShardWrite
         "on_error": config.on_error,
         "splits": splits,
     }
+
+
+def part_name(shard: int, shards: int) -> str:
+    return f".manifest-part-{shard:05d}-of-{shards:05d}.json"
+
+
+def _part(manifest: dict, shard: int, text_problems: int, image_problems: int) -> dict:
+    return {"shard_index": shard, "manifest": manifest, "text_problems": text_problems,
+            "image_problems": image_problems}
+
+
+def merge_parts(parts: list[dict]) -> dict:
+    """The manifest of a single run with ``shards = len(parts)``, from the parts of the N shard runs.
+
+    Everything but the files, counts and skipped samples is the same in every part (same dataset, same
+    settings): the runs must agree on it, or their records do not belong together.
+    """
+    parts = sorted(parts, key=lambda part: part["shard_index"])
+    shards = parts[0]["manifest"]["split"]["shards"]
+    if [part["shard_index"] for part in parts] != list(range(shards)):
+        raise ShadownetError(f"manifest parts of shards {[p['shard_index'] for p in parts]}, expected 0..{shards - 1}")
+    common = {key: value for key, value in parts[0]["manifest"].items()
+              if key not in ("counts", "skipped", "splits")}
+    for part in parts[1:]:
+        other = {key: value for key, value in part["manifest"].items() if key not in ("counts", "skipped", "splits")}
+        if other != common:
+            differing = sorted(k for k in set(other) | set(common) if other.get(k) != common.get(k))
+            raise ShadownetError(f"shard {part['shard_index']} was written from another dataset or with other "
+                                 f"settings ({', '.join(differing)} differ): rerun every shard")
+    counts = {split: sum(part["manifest"]["counts"][split] for part in parts) for split in SPLITS}
+    splits = {split: {"count": counts[split],
+                      "files": [f for part in parts for f in part["manifest"]["splits"][split]["files"]]}
+              for split in SPLITS}
+    skipped = parts[0]["text_problems"] + sum(part["image_problems"] for part in parts)
+    merged = dict(parts[0]["manifest"], counts=counts, skipped=skipped, splits=splits)
+    return {key: merged[key] for key in parts[0]["manifest"]}  # the single run's key order
+
+
+def finish_shards(save_dir: Path, shards: int) -> dict | None:
+    """When every shard's part is in ``save_dir``: write the manifest and remove the parts; else None."""
+    save_dir = Path(save_dir)
+    parts = []
+    for shard in range(shards):
+        try:
+            parts.append(json.loads((save_dir / part_name(shard, shards)).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None  # still running; the last run to finish writes the manifest
+    manifest = merge_parts(parts)
+    write_text_atomic(save_dir / MANIFEST_FILE, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+    for shard in range(shards):
+        (save_dir / part_name(shard, shards)).unlink(missing_ok=True)
+    return manifest
 
 
 def _sha256_file(path: Path) -> str:
