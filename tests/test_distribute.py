@@ -52,7 +52,7 @@ from shadownet import cli, distribute
 
 if replicas > 1:
     create = distribute.create
-    distribute.create = lambda: create([f"/cpu:{i}" for i in range(replicas)])
+    distribute.create = lambda **kwargs: create([f"/cpu:{i}" for i in range(replicas)], **kwargs)
 sys.exit(cli.main(sys.argv[2:]))
 """
 
@@ -190,7 +190,7 @@ single = Trainer(config, charset, work + "/single")
 initial = mirrored.model.get_weights()
 single.model.set_weights(initial)
 # Whatever global batch size the trainer asks for, this batch of 3 is the one.
-step = next(iter(mirrored.distribute_batches(lambda size: tf.data.Dataset.from_tensors(batch))))
+step = next(iter(mirrored.distribute_batches(lambda size, shard: tf.data.Dataset.from_tensors(batch))))
 validation = pipeline.eval_dataset(records_dir, "validation", config)
 print(json.dumps({
     "slices": [int(t.shape[0]) for t in mirrored.strategy.experimental_local_results(step[0]["width"])],
@@ -264,3 +264,34 @@ def test_train_help_says_batch_size_is_per_replica():
     result = run_cli("train", "--help", check=True)
     assert "batch_size x replicas" in " ".join(result.stdout.split())
     assert "--scale-learning-rate" in result.stdout
+
+
+def fake_strategy(name: str, jobs: dict, task_type: str, task_id: int):
+    """An object presenting itself as a multi-worker strategy of class ``name`` does."""
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(jobs), task_type=task_type, task_id=task_id)
+    return type(name, (), {"num_replicas_in_sync": 2, "cluster_resolver": resolver})()
+
+
+def test_multi_worker_strategy_is_named_as_exported_and_the_chief_is_found():
+    # tf.distribute.MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
+    workers = {"worker": ["a:1", "b:1"]}
+    first, second = (fake_strategy("CollectiveAllReduceStrategy", workers, "worker", i) for i in (0, 1))
+    assert str(distribute.describe(first)) == "strategy=MultiWorkerMirroredStrategy workers=2 replicas=2"
+    assert (distribute.is_chief(first), distribute.is_chief(second), distribute.workers(second)) == (True, False, 2)
+    with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
+    assert distribute.is_chief(fake_strategy("CollectiveAllReduceStrategy", with_chief, "chief", 0))
+    assert not distribute.is_chief(fake_strategy("CollectiveAllReduceStrategy", with_chief, "worker", 0))
+    assert distribute.is_chief(tf.distribute.get_strategy()) and distribute.workers(tf.distribute.get_strategy()) == 1
+
+
+def test_a_lost_worker_is_told_in_one_line():
+    error = tf.errors.UnavailableError(None, None, "Graph execution error:\n\nDetected at node adam/Collective\n"
+                                                   "  File x.py\n\nCollective ops is aborted by: recvmsg:Connection "
+                                                   "reset by peer\nThe error could be from a previous operation.")
+    lost = distribute.worker_lost(error, 600)
+    assert lost.exit_code == 143 and "\n" not in str(lost)
+    assert str(lost).startswith("another training worker failed or stopped answering (UnavailableError: "
+                                "Collective ops is aborted by: recvmsg:Connection reset by peer); stopping.")
+    late = distribute.worker_lost(tf.errors.DeadlineExceededError(None, None, "Collective timed out"), 60)
+    assert "no answer within worker_timeout_seconds=60" in str(late)

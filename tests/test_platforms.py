@@ -108,3 +108,80 @@ def test_precedence_flags_over_platform_over_config_file_over_defaults(tmp_path)
     assert (config.batch_size, config.train_steps, config.learning_rate, config.warmup_steps) == (16, 200, 0.03, 500)
     with pytest.raises(ShadownetError, match=r"unknown setting 'colour' in sagemaker hyperparameters"):
         shadownet_config.load(None, {}, {"colour": "blue"}, "sagemaker hyperparameters")
+
+
+# -- several training machines: TF_CONFIG, Vertex AI's CLUSTER_SPEC, SageMaker's hosts --------------------------
+
+from shadownet.platforms import Cluster, cluster, parse_tf_config, parse_vertex_cluster_spec, sagemaker_cluster
+
+
+def test_kubeflow_tf_config_without_a_chief_makes_worker_0_the_chief():
+    # As the TFJob operator injects it: headless services on port 2222.
+    spec = {"worker": ["job-worker-0.ns.svc:2222", "job-worker-1.ns.svc:2222", "job-worker-2.ns.svc:2222"]}
+    found = [cluster({"TF_CONFIG": json.dumps({"cluster": spec, "task": {"type": "worker", "index": i},
+                                               "environment": "cloud"})}) for i in range(3)]
+    assert [c.is_chief for c in found] == [True, False, False]
+    assert [c.task_index for c in found] == [0, 1, 2] and all(c.workers == 3 for c in found)
+    assert found[1].tf_config() == {"cluster": spec, "task": {"type": "worker", "index": 1}}
+
+
+def test_vertex_tf_config_has_a_chief_and_ignores_other_jobs():
+    spec = {"chief": ["cmle-training-workerpool0-0:2222"],
+            "worker": ["cmle-training-workerpool1-0:2222", "cmle-training-workerpool1-1:2222"],
+            "evaluator": ["cmle-training-workerpool3-0:2222"]}
+    chief = parse_tf_config(json.dumps({"cluster": spec, "task": {"type": "chief", "index": 0}}))
+    worker = parse_tf_config(json.dumps({"cluster": spec, "task": {"type": "worker", "index": 0}}))
+    assert (chief.is_chief, worker.is_chief, chief.workers) == (True, False, 3)
+    assert set(chief.jobs) == {"chief", "worker"}  # the evaluator does not train
+    with pytest.raises(ShadownetError, match=r"task type 'evaluator' does not train"):
+        parse_tf_config(json.dumps({"cluster": spec, "task": {"type": "evaluator", "index": 0}}))
+
+
+def test_vertex_cluster_spec_pools_when_there_is_no_tf_config():
+    spec = {"cluster": {"workerpool0": ["wp0-0:2222"], "workerpool1": ["wp1-0:2222", "wp1-1:2222"]},
+            "environment": "cloud", "task": {"type": "workerpool1", "index": 1}, "job": "{...}"}
+    found = cluster({"CLUSTER_SPEC": json.dumps(spec)})
+    assert found == Cluster({"chief": ("wp0-0:2222",), "worker": ("wp1-0:2222", "wp1-1:2222")}, "worker", 1)
+    assert not found.is_chief
+    chief = parse_vertex_cluster_spec(json.dumps(dict(spec, task={"type": "workerpool0", "index": 0})))
+    assert chief.is_chief and chief.task_type == "chief"
+    # TF_CONFIG, when both are set, wins.
+    both = cluster({"CLUSTER_SPEC": json.dumps(spec),
+                    "TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker"}})})
+    assert both.jobs == {"worker": ("a:1", "b:1")} and both.is_chief
+
+
+def test_sagemaker_hosts_become_workers_on_port_8890_in_sorted_order(tmp_path):
+    env = {"SM_HOSTS": '["algo-2","algo-1","algo-3"]', "SM_CURRENT_HOST": "algo-2"}
+    found = cluster(env, tmp_path)
+    assert found.tf_config() == {"cluster": {"worker": ["algo-1:8890", "algo-2:8890", "algo-3:8890"]},
+                                 "task": {"type": "worker", "index": 1}}
+    assert not found.is_chief and cluster(dict(env, SM_CURRENT_HOST="algo-1"), tmp_path).is_chief
+    # Without the toolkit's variables, from the resource config SageMaker writes.
+    config_dir = tmp_path / "opt/ml/input/config"
+    config_dir.mkdir(parents=True)
+    (config_dir / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": "algo-3", "hosts": ["algo-1", "algo-3", "algo-2"], "network_interface_name": "eth0"}))
+    assert cluster({}, tmp_path) == sagemaker_cluster(["algo-1", "algo-2", "algo-3"], "algo-3", "x")
+    assert cluster({}, tmp_path).task_index == 2
+    with pytest.raises(ShadownetError, match=r"the current host 'algo-9' is not among the hosts"):
+        sagemaker_cluster(["algo-1", "algo-2"], "algo-9", "SM_HOSTS")
+
+
+def test_one_worker_or_none_is_no_cluster(tmp_path):
+    assert cluster({}, tmp_path) is None
+    assert cluster({"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1"}, tmp_path) is None
+    assert cluster({"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}'}) is None
+
+
+def test_malformed_tf_config_is_explained():
+    with pytest.raises(ShadownetError, match=r"^TF_CONFIG: malformed JSON"):
+        cluster({"TF_CONFIG": "{cluster"})
+    with pytest.raises(ShadownetError, match=r'^TF_CONFIG: expected \{"cluster"'):
+        cluster({"TF_CONFIG": '{"task": {"type": "worker"}}'})
+    with pytest.raises(ShadownetError, match=r"task worker 2 is not in the cluster \(2 worker tasks\)"):
+        cluster({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}'})
+    with pytest.raises(ShadownetError, match=r'cluster.worker must be a list of "host:port"'):
+        cluster({"TF_CONFIG": '{"cluster": {"worker": ["a", "b"]}, "task": {"type": "worker", "index": 0}}'})
+    with pytest.raises(ShadownetError, match=r"task type 'ps' does not train"):
+        cluster({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:1"], "ps": ["c:1"]}, "task": {"type": "ps"}}'})

@@ -314,7 +314,7 @@ def _run_inspect(args) -> int:
 def _run_train(args) -> int:
     from . import distribute
     from .config import load
-    from .platforms import pick
+    from .platforms import cluster, pick
     from .progress import Progress
     from .train import train
 
@@ -324,8 +324,10 @@ def _run_train(args) -> int:
     tfrecords_path = pick(args.tfrecords_dir, platform.tfrecords_dir, "--tfrecords-dir", platform)
     model_path = pick(args.model_dir, platform.model_dir, "--model-dir", platform)
     export_path = args.export_dir or platform.export_dir
-    # Before any model or dataset exists, as TensorFlow requires.
-    strategy = distribute.create()
+    # Before any model or dataset exists, as TensorFlow requires. Several workers: TF_CONFIG (Kubeflow,
+    # Vertex AI), Vertex AI's CLUSTER_SPEC or SageMaker's hosts (see platforms.cluster).
+    workers = cluster(os.environ, Path("/"))
+    strategy = distribute.create(cluster=workers, timeout_seconds=config.worker_timeout_seconds)
     bar: Progress | None = None
 
     def progress(step: int) -> None:
@@ -353,9 +355,14 @@ def _run_train(args) -> int:
         staging.sync(model_dir, model_path, last=RUN_STATE_FILES)
 
     tty = sys.stderr.isatty()
-    result = train(config, Path(tfrecords_dir), Path(model_dir), log=log, progress=progress if tty else None,
-                   strategy=strategy, saved=saved, stop=stop_requested,
-                   log_dir=Path(platform.log_dir) if platform.log_dir else None)
+    try:
+        result = train(config, Path(tfrecords_dir), Path(model_dir), log=log, progress=progress if tty else None,
+                       strategy=strategy, saved=saved, stop=stop_requested,
+                       log_dir=Path(platform.log_dir) if platform.log_dir else None)
+    except distribute.PEER_ERRORS as exc:
+        if workers is None:  # one process: a bug, keep its traceback
+            raise
+        raise distribute.worker_lost(exc, config.worker_timeout_seconds) from None
     if bar:
         bar.close()
     if result.preempted:
@@ -365,7 +372,7 @@ def _run_train(args) -> int:
     best = result.best or {}
     print(f"trained to step {result.step}" + (" (time budget spent)" if result.stopped_early else "")
           + (f"; best {best['metric']}={best['value']:.4f} at step {best['step']}" if best else ""))
-    if export_path is not None:
+    if export_path is not None and distribute.is_chief(strategy):  # the chief's run is the one to export
         _export_after_training(staging, model_dir, tfrecords_dir, export_path, platform.report_dir or model_path)
     return 0
 

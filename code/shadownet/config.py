@@ -29,6 +29,9 @@ HELP: dict[str, str] = {
     "batch_size": "examples per replica (per GPU); a step trains on the global batch of batch_size x replicas",
     "scale_learning_rate": "multiply learning_rate by the number of replicas (linear scaling for the larger "
                            "global batch); default false",
+    "worker_timeout_seconds": "several workers: fail a collective that waits longer than this for the others "
+                              "(default 0: off; a worker that dies or freezes is noticed by TensorFlow's heartbeats "
+                              "within seconds anyway). Costs one thread per collective, kept this long",
 }
 
 
@@ -57,6 +60,8 @@ class TrainConfig:
     # -- speed
     mixed_precision: str = "off"
     xla: bool = False
+    # -- several workers
+    worker_timeout_seconds: float = 0.0  # fail a collective that waits longer for the other workers; 0: off
     # -- bookkeeping
     log_every: int = 50
     eval_every: int = 500
@@ -77,7 +82,8 @@ class TrainConfig:
         for name in ("learning_rate",):
             if not getattr(self, name) > 0:
                 raise ShadownetError(f"{name} must be > 0, not {getattr(self, name)}")
-        for name in ("max_train_seconds", "warmup_steps", "clip_norm", "weight_decay", "eval_max_samples"):
+        for name in ("max_train_seconds", "warmup_steps", "clip_norm", "weight_decay", "eval_max_samples",
+                     "worker_timeout_seconds"):
             value = getattr(self, name)
             if value < 0 or (isinstance(value, float) and math.isnan(value)):
                 raise ShadownetError(f"{name} must be >= 0, not {value}")

@@ -168,9 +168,14 @@ def _batches(raw: tf.data.Dataset, config: TrainConfig, batch_size: int, trainin
                       deterministic=not training).prefetch(tf.data.AUTOTUNE)
 
 
-def train_dataset(records_dir: Path, config: TrainConfig, batch_size: int | None = None) -> tf.data.Dataset:
-    """Endless shuffled, augmented batches of the train split."""
-    raw = records.raw_split(records_dir, "train", deterministic=False)
+def train_dataset(records_dir: Path, config: TrainConfig, batch_size: int | None = None,
+                  shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+    """Endless shuffled, augmented batches of the train split.
+
+    ``shard=(index, count)``: batches of worker ``index``'s part of the records only, disjoint from the
+    other ``count - 1`` workers' (see ``records.raw_split``).
+    """
+    raw = records.raw_split(records_dir, "train", deterministic=False, shard=shard)
     raw = raw.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True).repeat()
     return _batches(raw, config, batch_size or config.batch_size, training=True)
 

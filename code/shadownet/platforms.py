@@ -142,3 +142,123 @@ def write_failure(platform: Platform, message: str) -> None:
         platform.failure_file.write_text(message[:limit], encoding="utf-8")
     except OSError:
         pass
+
+
+# -- several training machines -----------------------------------------------------------------------------
+# Only the chief and the workers train under MultiWorkerMirroredStrategy; it has no parameter servers.
+TRAINING_JOBS = ("chief", "worker")
+SAGEMAKER_PORT = 8890  # the port the SageMaker TensorFlow toolkit gives every host for MultiWorkerMirrored
+VERTEX_POOLS = {"workerpool0": "chief", "workerpool1": "worker"}  # pool 0 is the chief
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The training machines of a job, as TF_CONFIG names them, and which of them this process is.
+
+    ``jobs``: ``{"chief": ("host:port",), "worker": ("host:port", ...)}`` (chief optional).
+    """
+
+    jobs: Mapping[str, tuple[str, ...]]
+    task_type: str
+    task_index: int
+
+    @property
+    def workers(self) -> int:
+        """Every process that trains, the chief included."""
+        return sum(len(self.jobs.get(job, ())) for job in TRAINING_JOBS)
+
+    @property
+    def is_chief(self) -> bool:
+        """TensorFlow's rule: the ``chief`` task when there is one, else worker 0."""
+        if self.jobs.get("chief"):
+            return self.task_type == "chief"
+        return self.task_type == "worker" and self.task_index == 0
+
+    def tf_config(self) -> dict:
+        return {"cluster": {job: list(hosts) for job, hosts in self.jobs.items()},
+                "task": {"type": self.task_type, "index": self.task_index}}
+
+
+def cluster(env: Mapping[str, str], root: Path = Path("/")) -> Cluster | None:
+    """The cluster this process trains in, or None when it trains alone (one worker, or no cluster at all).
+
+    ``TF_CONFIG`` (set by Kubeflow's TFJob and by Vertex AI, or by hand) comes first; then Vertex AI's
+    ``CLUSTER_SPEC`` (pools ``workerpool0``, ``workerpool1``); then SageMaker's hosts (``SM_HOSTS`` and
+    ``SM_CURRENT_HOST``, else ``resourceconfig.json``): every host a worker on port 8890, this one at its
+    position in the sorted host list, as the SageMaker TensorFlow toolkit sets TF_CONFIG.
+    """
+    if env.get("TF_CONFIG"):
+        found = parse_tf_config(env["TF_CONFIG"], "TF_CONFIG")
+    elif env.get("CLUSTER_SPEC"):
+        found = parse_vertex_cluster_spec(env["CLUSTER_SPEC"])
+    elif env.get("SM_HOSTS") and env.get("SM_CURRENT_HOST"):
+        hosts = _json_value(env["SM_HOSTS"], "SM_HOSTS")
+        found = sagemaker_cluster(hosts, env["SM_CURRENT_HOST"], "SM_HOSTS")
+    elif (root / "opt/ml/input/config/resourceconfig.json").is_file():
+        path = root / "opt/ml/input/config/resourceconfig.json"
+        resources = _read_json(path)
+        found = sagemaker_cluster(resources.get("hosts"), resources.get("current_host"), str(path))
+    else:
+        return None
+    return found if found.workers > 1 else None
+
+
+def sagemaker_cluster(hosts, current_host, source: str) -> Cluster:
+    """SageMaker's host names -> every host a worker on port 8890; ``task_index``: this host's sorted position."""
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) for h in hosts):
+        raise ShadownetError(f"{source}: expected a JSON list of host names, found {hosts!r}")
+    ordered = sorted(hosts)
+    if current_host not in ordered:
+        raise ShadownetError(f"{source}: the current host {current_host!r} is not among the hosts {ordered}")
+    return Cluster({"worker": tuple(f"{host}:{SAGEMAKER_PORT}" for host in ordered)}, "worker",
+                   ordered.index(current_host))
+
+
+def parse_tf_config(text: str, source: str = "TF_CONFIG") -> Cluster:
+    """TF_CONFIG's JSON -> Cluster; a task that does not train (ps, evaluator) is refused with a message."""
+    data = _json_value(text, source)
+    if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict) \
+            or not isinstance(data.get("task"), dict):
+        raise ShadownetError(f'{source}: expected {{"cluster": {{"worker": ["host:port", ...]}}, '
+                             f'"task": {{"type": "worker", "index": 0}}}}, found {text.strip()[:200]}')
+    return _cluster_of(data["cluster"], data["task"], source)
+
+
+def parse_vertex_cluster_spec(text: str) -> Cluster:
+    """Vertex AI's CLUSTER_SPEC (pools ``workerpool0``…) -> Cluster: pool 0 the chief, pool 1 the workers."""
+    data = _json_value(text, "CLUSTER_SPEC")
+    if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict) \
+            or not isinstance(data.get("task"), dict):
+        raise ShadownetError(f"CLUSTER_SPEC: expected cluster and task entries, found {text.strip()[:200]}")
+    task = dict(data["task"])
+    pool = task.get("type")
+    task["type"] = VERTEX_POOLS.get(pool, pool)
+    jobs = {VERTEX_POOLS[name]: hosts for name, hosts in data["cluster"].items() if name in VERTEX_POOLS}
+    return _cluster_of(jobs, task, f"CLUSTER_SPEC (pool {pool})")
+
+
+def _cluster_of(jobs: Mapping, task: Mapping, source: str) -> Cluster:
+    task_type, task_index = task.get("type"), task.get("index", 0)
+    if task_type not in TRAINING_JOBS:
+        raise ShadownetError(f"{source}: task type {task_type!r} does not train; MultiWorkerMirroredStrategy "
+                             f"runs only {' and '.join(TRAINING_JOBS)} tasks (no parameter servers or evaluators)")
+    training = {}
+    for job in TRAINING_JOBS:
+        hosts = jobs.get(job) or []
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and ":" in h for h in hosts):
+            raise ShadownetError(f"{source}: cluster.{job} must be a list of \"host:port\", found {hosts!r}")
+        if hosts:
+            training[job] = tuple(hosts)
+    if len(training.get("chief", ())) > 1:
+        raise ShadownetError(f"{source}: at most one chief, found {len(training['chief'])}")
+    if not isinstance(task_index, int) or not 0 <= task_index < len(training.get(task_type, ())):
+        raise ShadownetError(f"{source}: task {task_type} {task_index!r} is not in the cluster "
+                             f"({len(training.get(task_type, ()))} {task_type} tasks)")
+    return Cluster(training, task_type, task_index)
+
+
+def _json_value(text: str, source: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ShadownetError(f"{source}: malformed JSON: {exc.msg} (column {exc.colno})") from None

@@ -82,9 +82,19 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     }
 
 
-def raw_split(records_dir: Path, split: str, *, deterministic: bool = True, interleave: int = 4) -> tf.data.Dataset:
-    """Serialized examples of one split (cheap to shuffle before decoding)."""
+def raw_split(records_dir: Path, split: str, *, deterministic: bool = True, interleave: int = 4,
+              shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+    """Serialized examples of one split (cheap to shuffle before decoding).
+
+    ``shard=(index, count)``: only part ``index`` of ``count`` disjoint parts (a worker's share of the
+    records when several machines train): every ``count``-th file when there are at least ``count``
+    files, else every ``count``-th record.
+    """
     files = split_files(records_dir, split)
+    index, count = shard
+    by_record = count > 1 and len(files) < count
+    if count > 1 and not by_record:
+        files = files[index::count]
     if len(files) == 1:
         raw = tf.data.TFRecordDataset(files)
     else:
@@ -94,6 +104,8 @@ def raw_split(records_dir: Path, split: str, *, deterministic: bool = True, inte
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=deterministic,
         )
+    if by_record:
+        raw = raw.shard(count, index)
     options = tf.data.Options()
     options.deterministic = deterministic
     return raw.with_options(options)

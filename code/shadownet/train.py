@@ -14,12 +14,21 @@ A rerun with the same ``model_dir`` resumes from the newest checkpoint and stops
 Training runs under a ``tf.distribute`` strategy (see ``distribute``): each step trains on a
 global batch of ``batch_size x replicas`` examples, and its loss and gradients are those of that
 whole batch, as one device would compute them.
+
+Under several workers each reads its own part of the records; only the chief writes ``model_dir``
+(config, checkpoints, best.json, summaries) and calls ``saved``. The others save too (saving takes
+part in the collectives) but into a scratch folder deleted after each save, as TensorFlow's
+multi-worker guide prescribes, and write no summaries. Whatever is decided between steps (stop on
+request, the time budget spent, a better validation metric) is agreed among the workers, so that
+they all take the same steps and checkpoint together.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,22 +128,30 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.model_dir / "checkpoints",
+        self.workers = distribute.workers(self.strategy)
+        self.chief = distribute.is_chief(self.strategy)
+        # Every worker saves; only the chief where the run lives, the others into scratch (see save).
+        self.write_dir = self.model_dir if self.chief else Path(tempfile.mkdtemp(prefix="shadownet-worker-"))
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / "checkpoints",
                                                   max_to_keep=config.keep_checkpoints)
-        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.model_dir / "best", max_to_keep=1)
+        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / "best", max_to_keep=1)
+        self.worker_mean = distribute.worker_mean(self.strategy)
         self.train_step = tf.function(self._train_step, jit_compile=bool(config.xla), reduce_retracing=True)
         # Evaluation runs outside the replicas, on the first device's copy of the weights.
         self.eval_step = tf.function(self._eval_step, input_signature=[INPUTS_SPEC, EVAL_TARGETS_SPEC])
 
     def distribute_batches(self, make_batches) -> tf.data.Dataset | tf.distribute.DistributedDataset:
-        """``make_batches(global_batch_size)`` (a ``tf.data.Dataset``) -> what ``train_step`` takes, per step.
+        """``make_batches(batch_size, shard)`` (a ``tf.data.Dataset``) -> what ``train_step`` takes, per step.
 
-        Each global batch of ``batch_size x replicas`` is cut into one slice per replica.
+        ``shard=(index, count)``: this worker's part of the records, ``(0, 1)`` on one machine. Each
+        worker's batch of ``batch_size x its replicas`` is cut into one slice per replica; the
+        workers' batches together make the global batch of ``batch_size x replicas``.
         """
         def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
             # A worker's share of the replicas (all of them on one machine).
             replicas = context.num_replicas_in_sync // context.num_input_pipelines
-            return distribute.split_batches(make_batches(self.config.batch_size * replicas), replicas)
+            shard = (context.input_pipeline_id, context.num_input_pipelines)
+            return distribute.split_batches(make_batches(self.config.batch_size * replicas, shard), replicas)
 
         batches = self.strategy.distribute_datasets_from_function(dataset_fn)
         # One trace for every batch shape (widths vary by bucket); XLA still compiles per shape.
@@ -184,10 +201,33 @@ class Trainer:
         return losses, ids.to_tensor(default_value=-1), confidence
 
     def restore(self) -> int:
-        """Resume from the newest checkpoint, if any; returns the step reached."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
-        return int(self.step.numpy())
+        """Resume from the newest checkpoint of ``model_dir``, if any; returns the step reached.
+
+        Every worker reads ``model_dir`` (shared, or synced from the same bucket); they must all find
+        the same step, or their steps would not match.
+        """
+        self.restored_from = tf.train.latest_checkpoint(str(self.model_dir / "checkpoints"))
+        if self.restored_from:
+            self.checkpoint.restore(self.restored_from).expect_partial()
+        step = int(self.step.numpy())
+        if self.workers > 1:
+            mean, mean_square = self.worker_mean([step, step * step]).numpy()
+            if mean_square != mean * mean:  # the steps vary among the workers
+                raise ShadownetError(
+                    f"the workers found checkpoints of different steps in {self.model_dir} (this one: step "
+                    f"{step}, the mean: {mean:g}); every worker must see the chief's --model-dir (a shared "
+                    "file system or the same s3:// prefix)")
+        return step
+
+    def save(self, manager: tf.train.CheckpointManager, step: int) -> None:
+        """Checkpoint ``step`` with ``manager`` on every worker; a non-chief's copy is deleted at once."""
+        manager.save(checkpoint_number=step)
+        if not self.chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+
+    def close(self) -> None:
+        if not self.chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
 
     def evaluate(self, dataset: tf.data.Dataset) -> tuple[dict, list[tuple[str, str, np.ndarray]]]:
         """Loss, word accuracy and CER over ``dataset``; also a few (truth, prediction, image) samples."""
@@ -229,42 +269,69 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     returns with ``preempted`` set (a platform's SIGTERM: the rerun resumes from there).
     ``log_dir``: TensorBoard's folder, ``model_dir/logs`` by default.
     ``strategy`` (default: the current one) must have been created at program start (``distribute.create``).
+    Under several workers, each calls ``train`` with its own view of the same paths; see the module docstring.
     """
     started = time.monotonic()
     tfrecords_dir, model_dir = Path(tfrecords_dir), Path(model_dir)
     manifest = records.read_manifest(tfrecords_dir)
     charset = records.charset_of(manifest)
+    chief = distribute.is_chief(strategy or tf.distribute.get_strategy())
     model_dir.mkdir(parents=True, exist_ok=True)
     _check_same_run(model_dir, config, charset)
-    save_config(config, model_dir / CONFIG_FILE)
-    write_text_atomic(model_dir / "charset.json", json.dumps({"characters": "".join(charset.characters)},
-                                                              ensure_ascii=False) + "\n")
+    if chief:
+        save_config(config, model_dir / CONFIG_FILE)
+        write_text_atomic(model_dir / "charset.json", json.dumps({"characters": "".join(charset.characters)},
+                                                                  ensure_ascii=False) + "\n")
     if manifest["counts"]["train"] == 0:
         raise ShadownetError(f"{tfrecords_dir}: the train split is empty")
     keras.utils.set_random_seed(config.seed)
 
     trainer = Trainer(config, charset, model_dir, strategy)
+    try:
+        return _train_loop(trainer, config, tfrecords_dir, manifest, started, log, progress,
+                           saved if chief else None, stop, log_dir)
+    finally:
+        trainer.close()
+
+
+def _train_loop(trainer: Trainer, config: TrainConfig, tfrecords_dir: Path, manifest: dict, started: float,
+                log, progress, saved, stop, log_dir: Path | None) -> TrainResult:
+    model_dir = trainer.model_dir
     step = trainer.restore()
     if progress is not None:
         progress(step)
     if step:
-        log(f"resumed from {trainer.manager.latest_checkpoint} at step {step}")
+        log(f"resumed from {trainer.restored_from} at step {step}")
     if step >= config.train_steps:
         log(f"already trained: step {step} of {config.train_steps}")
         return TrainResult(step, False, _read_best(model_dir))
-    batches = iter(trainer.distribute_batches(lambda size: pipeline.train_dataset(tfrecords_dir, config, size)))
+    batches = iter(trainer.distribute_batches(
+        lambda size, shard: pipeline.train_dataset(tfrecords_dir, config, size, shard)))
     has_validation = manifest["counts"]["validation"] > 0
     validation = pipeline.eval_dataset(tfrecords_dir, "validation", config,
                                        max_samples=config.eval_max_samples) if has_validation else None
-    writer = tf.summary.create_file_writer(str(log_dir or model_dir / "logs"))
+    # Summaries are the chief's; the others' go nowhere (they hold the same values).
+    writer = tf.summary.create_file_writer(str(log_dir or model_dir / "logs")) if trainer.chief \
+        else tf.summary.create_noop_writer()
     best = _read_best(model_dir)
     window_loss, window_images, window_start = [], 0, time.monotonic()
     stopped_early = preempted = False
+    first_step = saved_step = step
 
     while step < config.train_steps:
-        if stop is not None and stop():
+        requested = stop is not None and stop()
+        # The budget is checked after each step trained (the first one always runs).
+        spent = bool(config.max_train_seconds) and step > first_step \
+            and time.monotonic() - started >= config.max_train_seconds
+        if trainer.workers > 1:  # what one worker saw, all act on
+            requested, spent = (bool(v > 0) for v in trainer.worker_mean([requested, spent]).numpy())
+        if requested:
             log(f"stop requested at step {step}: checkpointing")
             preempted = True
+            break
+        if spent:
+            log(f"time budget of {config.max_train_seconds:.0f} s spent at step {step}: stopping")
+            stopped_early = True
             break
         inputs, targets = next(batches)
         loss = trainer.train_step(inputs, targets)
@@ -272,7 +339,8 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
         if progress is not None:
             progress(step)
         window_loss.append(loss)
-        window_images += distribute.local_examples(trainer.strategy, inputs["width"])
+        # Every worker's batch has the same size (training batches are full).
+        window_images += distribute.local_examples(trainer.strategy, inputs["width"]) * trainer.workers
         if step % config.log_every == 0 or step == config.train_steps:
             mean_loss = float(np.mean([float(v) for v in window_loss]))
             rate = window_images / max(time.monotonic() - window_start, 1e-9)
@@ -289,24 +357,25 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
                 f" char_error_rate={metrics['char_error_rate']:.4f}")
             _summaries(writer, step, metrics, shown)
             value = metrics[config.best_metric]
-            if is_better(config.best_metric, value, best and best["value"]):
+            better = is_better(config.best_metric, value, best and best["value"])
+            if trainer.workers > 1:
+                better = bool(trainer.worker_mean([better]).numpy()[0] > 0)
+            if better:
                 best = {"metric": config.best_metric, "value": value, "step": step, **metrics}
-                trainer.best_manager.save(checkpoint_number=step)
-                write_text_atomic(model_dir / BEST_FILE, json.dumps(best, indent=2) + "\n")
+                trainer.save(trainer.best_manager, step)
+                if trainer.chief:
+                    write_text_atomic(model_dir / BEST_FILE, json.dumps(best, indent=2) + "\n")
                 writer.flush()
                 if saved:
                     saved()
         if step % config.checkpoint_every == 0:
-            trainer.manager.save(checkpoint_number=step)
+            trainer.save(trainer.manager, step)
+            saved_step = step
             writer.flush()
             if saved:
                 saved()
-        if config.max_train_seconds and time.monotonic() - started >= config.max_train_seconds:
-            log(f"time budget of {config.max_train_seconds:.0f} s spent at step {step}: stopping")
-            stopped_early = True
-            break
-    if trainer.manager.latest_checkpoint != str(model_dir / "checkpoints" / f"ckpt-{step}"):
-        trainer.manager.save(checkpoint_number=step)
+    if saved_step != step:
+        trainer.save(trainer.manager, step)
     writer.flush()
     if saved:
         saved()
