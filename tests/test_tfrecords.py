@@ -307,3 +307,10 @@ def test_shard_flags_are_checked(tmp_path, good_dataset):
         "shadownet: error: --num-shards needs --shard-index (or JOB_COMPLETION_INDEX, as an Indexed Job sets it)")
     assert error("--num-shards", "3", "--shards", "2", "--shard-index", "0") == (
         "shadownet: error: --shards 2 and --num-shards 3 disagree; give one")
+
+
+def test_sagemaker_hosts_give_the_shard(tmp_path, good_dataset):
+    env = dict(os.environ, SM_HOSTS='["algo-2", "algo-1"]', SM_CURRENT_HOST="algo-2")
+    result = run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", tmp_path / "out", "--num-shards", 2,
+                     "--workers", 1, env=env, check=True)
+    assert "wrote shard 1 of 2" in result.stderr  # algo-2 is second in sorted order, as SageMaker numbers hosts

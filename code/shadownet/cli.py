@@ -234,8 +234,13 @@ def _sharding(args, env) -> tuple[int, int | None]:
     if index is None and env.get("JOB_COMPLETION_INDEX", "").isdigit():
         index = int(env["JOB_COMPLETION_INDEX"])
     if index is None and env.get("SM_HOSTS") and env.get("SM_CURRENT_HOST"):
-        hosts = sorted(json.loads(env["SM_HOSTS"]))  # as SageMaker's toolkits number the hosts
-        index = hosts.index(env["SM_CURRENT_HOST"]) if env["SM_CURRENT_HOST"] in hosts else None
+        from .platforms import sagemaker_cluster
+
+        try:
+            hosts = json.loads(env["SM_HOSTS"])
+        except json.JSONDecodeError:
+            raise ShadownetError(f"SM_HOSTS: not JSON: {env['SM_HOSTS'][:200]}") from None
+        index = sagemaker_cluster(hosts, env["SM_CURRENT_HOST"], "SM_HOSTS").task_index  # the toolkit's numbering
     if index is None:
         raise ShadownetError("--num-shards needs --shard-index (or JOB_COMPLETION_INDEX, as an Indexed Job sets it)")
     return args.num_shards, index

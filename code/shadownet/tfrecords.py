@@ -18,6 +18,8 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -207,13 +209,17 @@ class _ShardWriter:
         self._open: tuple[str, object] | None = None
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)
-            for stale in self.save_dir.glob(f".*_feature*.tfrecords{PARTIAL_SUFFIX}"):
-                stale.unlink()  # left by an interrupted run
             for split in SPLITS:
                 for shard in range(shards) if only is None else [only]:
                     self.files[shard_name(split, shard, shards)] = {
                         "split": split, "records": 0, "bytes": 0, "sha": hashlib.sha256()
                     }
+            # Left by an interrupted run. One shard of several touches only its own: the other runs may be
+            # writing theirs into the same folder right now.
+            stale = (self.save_dir.glob(f".*_feature*.tfrecords{PARTIAL_SUFFIX}") if only is None
+                     else (partial_name(self.save_dir / name) for name in self.files))
+            for path in list(stale):
+                path.unlink(missing_ok=True)
 
     def write(self, split: str, position: int, record: bytes) -> None:
         self.counts[split] += 1
@@ -351,7 +357,14 @@ def finish_shards(save_dir: Path, shards: int) -> dict | None:
         except FileNotFoundError:
             return None  # still running; the last run to finish writes the manifest
     manifest = merge_parts(parts)
-    write_text_atomic(save_dir / MANIFEST_FILE, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+    # Two runs finishing at once both merge (the same bytes): each through a temporary file of its own.
+    handle, temporary = tempfile.mkstemp(prefix=".manifest-merge-", suffix=PARTIAL_SUFFIX, dir=save_dir)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+        os.replace(temporary, save_dir / MANIFEST_FILE)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
     for shard in range(shards):
         (save_dir / part_name(shard, shards)).unlink(missing_ok=True)
     return manifest
