@@ -21,6 +21,7 @@ from shadownet import ctc, export, model as shadownet_model, pipeline, records, 
 from shadownet.config import TrainConfig
 from shadownet.errors import DataError, ShadownetError
 from shadownet.images import ImageGeometry
+from shadownet.metrics import edit_distance
 from shadownet.tfrecord_format import IMAGE_ENCODED, IMAGE_SOURCE
 
 from conftest import Dataset, run_cli, text_image, words
@@ -201,7 +202,11 @@ def test_bfloat16_export_reads_like_float32(records_dir, lively_dir, exports, tm
     texts, confidences = serve(version_dir, images)
     reference, reference_confidences = serve(exports["lively"], images)
     assert len(set(reference)) >= 5
-    assert np.mean([a == b for a, b in zip(texts, reference)]) >= 0.85, (texts, reference)
+    # The lively model's huge random output weights turn bf16 rounding into flipped near-ties (84-94 % of
+    # texts equal over runs); a broken bf16 graph would share almost none.
+    assert np.mean([a == b for a, b in zip(texts, reference)]) >= 0.7, (texts, reference)
+    errors = sum(edit_distance(a, b) for a, b in zip(texts, reference)) / sum(map(len, reference))
+    assert errors <= 0.1, (texts, reference)
     assert np.abs(confidences - reference_confidences).max() < 0.01
     with pytest.raises(ShadownetError, match="precision must be one of"):
         export.export(lively_dir, tmp_path, name="fp16", precision="float16")
