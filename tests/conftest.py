@@ -80,6 +80,16 @@ def good_dataset(tmp_path) -> Path:
     return ds.write()
 
 
+def word_records(root: Path, count: int, train: int, seed: int, *flags, varied_height: bool = False) -> Path:
+    """``count`` samples of seeded words (the first ``train`` in Train, the rest in Test) -> ``root/records``."""
+    ds = Dataset(root / "dataset")
+    for i, word in enumerate(words(count, seed=seed)):
+        ds.sample("Train" if i < train else "Test", f"img/{i}.jpg", word, **({"height": 32 + i % 9} if varied_height else {}))
+    ds.write()
+    run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", root / "records", *flags, check=True)
+    return root / "records"
+
+
 def run_cli(*args: str, check: bool = False, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """The installed command as a user runs it: a fresh process, text output captured."""
     env = dict(kwargs.pop("env", os.environ), PYTHONUNBUFFERED="1")

@@ -30,7 +30,7 @@ from shadownet import ctc, distribute, model as shadownet_model, pipeline
 from shadownet.config import TrainConfig, coerce
 from shadownet.train import load_model, make_optimizer
 
-from conftest import Dataset, run_cli, words
+from conftest import run_cli, word_records
 
 WEIGHT_ATOL = 1e-4
 LOSS_RTOL = 1e-5
@@ -97,14 +97,8 @@ def largest_weight_difference(first_dir, second_dir) -> float:
 
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("distribute")
-    ds = Dataset(root / "dataset")
-    for i, word in enumerate(words(48, seed=3)):
-        ds.sample("Train" if i < 40 else "Test", f"img/{i}.jpg", word, height=32 + i % 9)
-    ds.write()
-    run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", root / "records", "--validation-ratio", "0.2",
-            check=True)
-    return root / "records"
+    return word_records(tmp_path_factory.mktemp("distribute"), 48, 40, 3, "--validation-ratio", "0.2",
+                        varied_height=True)
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ import tensorflow as tf
 from shadownet import records
 from shadownet.tfrecord_format import IMAGE_SOURCE
 
-from conftest import Dataset, run_cli, words
+from conftest import word_records
 
 PRINTED_LOSS_ATOL = 1.5e-4  # the log prints 4 decimals
 WEIGHT_ATOL = 1e-4
@@ -64,14 +64,8 @@ TRAIN_FLAGS = ("--model", "shadownet_small", "--log-every", "1", "--eval-every",
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory):
     """40 Train (32 train, 8 validation) and 8 Test records, every image 100 px wide."""
-    root = tmp_path_factory.mktemp("multiworker")
-    ds = Dataset(root / "dataset")
-    for i, word in enumerate(words(48, seed=3)):
-        ds.sample("Train" if i < 40 else "Test", f"img/{i}.jpg", word, height=32 + i % 9)
-    ds.write()
-    run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", root / "records", "--validation-ratio", "0.2",
-            "--input-mode", "fixed", "--workers", "1", check=True)
-    return root / "records"
+    return word_records(tmp_path_factory.mktemp("multiworker"), 48, 40, 3, "--validation-ratio", "0.2",
+                        "--input-mode", "fixed", "--workers", "1", varied_height=True)
 
 
 def free_ports(n: int) -> list[int]:
@@ -288,14 +282,7 @@ def test_a_frozen_worker_fails_the_other_after_worker_timeout_seconds(records_di
 @pytest.fixture(scope="module")
 def sharded_records(tmp_path_factory):
     """The same 40 Train samples in 3 files per split."""
-    root = tmp_path_factory.mktemp("sharded")
-    ds = Dataset(root / "dataset")
-    for i, word in enumerate(words(40, seed=5)):
-        ds.sample("Train" if i < 36 else "Test", f"img/{i}.jpg", word)
-    ds.write()
-    run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", root / "records", "--shards", "3",
-            "--workers", "1", check=True)
-    return root / "records"
+    return word_records(tmp_path_factory.mktemp("sharded"), 40, 36, 5, "--shards", "3", "--workers", "1")
 
 
 def sources(records_dir, shard) -> list[str]:

@@ -76,10 +76,10 @@ def test_uai_train_flags():
 
 
 def test_kubernetes_failure_log(tmp_path):
-    assert detect({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, tmp_path) == Platform("kubernetes")
+    assert detect({"KUBERNETES_SERVICE_HOST": "kubernetes.default.svc"}, tmp_path) == Platform("kubernetes")
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev/termination-log").write_text("")
-    platform = detect({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, tmp_path)
+    platform = detect({"KUBERNETES_SERVICE_HOST": "kubernetes.default.svc"}, tmp_path)
     assert platform.failure_file == tmp_path / "dev/termination-log"
     write_failure(platform, "x" * 5000)
     assert (tmp_path / "dev/termination-log").read_text() == "x" * 4096

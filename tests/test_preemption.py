@@ -10,7 +10,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from conftest import Dataset, run_cli, words
+from conftest import run_cli, word_records
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +21,7 @@ TRAIN = ["--model", "shadownet_small", "--batch-size", "4", "--log-every", "1", 
 
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("preemption")
-    ds = Dataset(root / "dataset")
-    for i, word in enumerate(words(40, seed=9)):
-        ds.sample("Train" if i < 32 else "Test", f"img/{i}.jpg", word)
-    ds.write()
-    run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", root / "records", "--workers", "1", check=True)
-    return root / "records"
+    return word_records(tmp_path_factory.mktemp("preemption"), 40, 32, 9, "--workers", "1")
 
 
 def start(*args) -> subprocess.Popen:
@@ -108,6 +102,7 @@ def test_vertex_variables_choose_the_paths_and_flags_win(records_dir, tmp_path):
     flagged = run_cli("train", "--tfrecords-dir", records_dir, "--model-dir", tmp_path / "mine", "--train-steps", 2,
                       *TRAIN, env=env, check=True)  # an explicit flag beats AIP_CHECKPOINT_DIR
     assert (tmp_path / "mine" / "checkpoints" / "ckpt-2.index").exists()
+    assert "already trained" not in flagged.stdout and "trained to step 2" in flagged.stdout  # a new run, not AIP's
 
 
 def test_a_missing_path_names_the_flag(tmp_path):

@@ -12,7 +12,7 @@ from shadownet.config import TrainConfig
 from shadownet.errors import ShadownetError
 from shadownet.train import Trainer, load_model, train
 
-from conftest import Dataset, run_cli, words
+from conftest import run_cli, word_records, words
 
 TINY = dict(model="shadownet_small", batch_size=8, log_every=2, eval_every=4, checkpoint_every=2,
             warmup_steps=2, shuffle_buffer=64)
@@ -20,14 +20,7 @@ TINY = dict(model="shadownet_small", batch_size=8, log_every=2, eval_every=4, ch
 
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    ds = Dataset(root / "dataset")
-    for i, word in enumerate(words(48, seed=3)):
-        ds.sample("Train" if i < 40 else "Test", f"img/{i}.jpg", word, height=32 + i % 9)
-    ds.write()
-    run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", root / "records", "--validation-ratio", "0.2",
-            check=True)
-    return root / "records"
+    return word_records(tmp_path_factory.mktemp("train"), 48, 40, 3, "--validation-ratio", "0.2", varied_height=True)
 
 
 def steps_of(model_dir):
