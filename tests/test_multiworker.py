@@ -252,10 +252,14 @@ def test_a_dead_worker_stops_the_other_with_a_message(records_dir, tmp_path, kil
 
 
 @pytest.mark.slow
-def test_a_frozen_worker_fails_the_other_after_worker_timeout_seconds(records_dir, tmp_path):
-    # 7 s: above the workers' skew on a busy machine, below the ~10 s after which the heartbeats would tell.
-    workers = start_workers(tmp_path, 2, *train_args(records_dir, tmp_path / "model", 1000, 2,
-                                                     "--worker-timeout-seconds", 7))
+def test_a_frozen_worker_fails_the_other_through_the_heartbeats(records_dir, tmp_path):
+    """The default setup (no worker_timeout_seconds): a frozen worker stops sending the coordination service's
+    heartbeats, and the other exits 143 with the one-line message (9.2 s here).
+
+    With worker_timeout_seconds set, TensorFlow 2.21 once aborted the surviving process from its collective
+    timeout path (SIGABRT, "Mutex corrupt") instead of raising: bounded and non-zero, but without our message.
+    """
+    workers = start_workers(tmp_path, 2, *train_args(records_dir, tmp_path / "model", 1000, 2))
     workers[0].wait_for_line("step=3 ")
     workers[1].process.send_signal(signal.SIGSTOP)
     started = time.monotonic()
@@ -270,9 +274,8 @@ def test_a_frozen_worker_fails_the_other_after_worker_timeout_seconds(records_di
     print(f"the other worker exited {elapsed:.1f} s after the freeze")
     last = workers[0].errors().strip().splitlines()[-1]
     assert code == 143, last
-    # On a machine so busy that the deadline fires late, the heartbeats may tell first: either way, one line.
-    assert "(DeadlineExceededError: no answer within worker_timeout_seconds=7)" in last \
-        or "(UnavailableError: " in last, last
+    assert last.startswith("shadownet: error: another training worker failed or stopped answering (UnavailableError:")
+    assert last.endswith("Restart every worker of the job: it resumes from the last checkpoint")
     assert elapsed < DEAD_WORKER_SECONDS
 
 
