@@ -227,13 +227,9 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(records_dir, tmp_path
     assert optimizer_iterations(model_dir, stopped[0]) == stopped[0]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("killed", [1, 0], ids=["worker", "chief"])
-def test_a_dead_worker_stops_the_other_with_a_message(records_dir, tmp_path, killed):
-    workers = start_workers(tmp_path, 2, *train_args(records_dir, tmp_path / "model", 1000, 2))
-    survivor = workers[1 - killed]
-    survivor.wait_for_line("step=3 ")
-    workers[killed].process.kill()
+def signal_one_and_wait(workers, target, survivor, signum) -> tuple[int | None, float]:
+    """Send ``signum`` to ``target``; the survivor's exit code and how long it took (every worker is ended)."""
+    target.process.send_signal(signum)
     started = time.monotonic()
     try:
         code = survivor.process.wait(timeout=DEAD_WORKER_SECONDS)
@@ -242,7 +238,16 @@ def test_a_dead_worker_stops_the_other_with_a_message(records_dir, tmp_path, kil
             if worker.process.poll() is None:
                 worker.process.kill()
             worker.wait()
-    elapsed = time.monotonic() - started
+    return code, time.monotonic() - started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", [1, 0], ids=["worker", "chief"])
+def test_a_dead_worker_stops_the_other_with_a_message(records_dir, tmp_path, killed):
+    workers = start_workers(tmp_path, 2, *train_args(records_dir, tmp_path / "model", 1000, 2))
+    survivor = workers[1 - killed]
+    survivor.wait_for_line("step=3 ")
+    code, elapsed = signal_one_and_wait(workers, workers[killed], survivor, signal.SIGKILL)
     print(f"the surviving worker exited {elapsed:.1f} s after the kill")
     assert code == 143, survivor.errors()[-3000:]
     last = survivor.errors().strip().splitlines()[-1]
@@ -261,16 +266,7 @@ def test_a_frozen_worker_fails_the_other_through_the_heartbeats(records_dir, tmp
     """
     workers = start_workers(tmp_path, 2, *train_args(records_dir, tmp_path / "model", 1000, 2))
     workers[0].wait_for_line("step=3 ")
-    workers[1].process.send_signal(signal.SIGSTOP)
-    started = time.monotonic()
-    try:
-        code = workers[0].process.wait(timeout=DEAD_WORKER_SECONDS)
-    finally:
-        for worker in workers:
-            if worker.process.poll() is None:
-                worker.process.kill()
-            worker.wait()
-    elapsed = time.monotonic() - started
+    code, elapsed = signal_one_and_wait(workers, workers[1], workers[0], signal.SIGSTOP)
     print(f"the other worker exited {elapsed:.1f} s after the freeze")
     last = workers[0].errors().strip().splitlines()[-1]
     assert code == 143, last
