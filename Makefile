@@ -15,6 +15,8 @@ TRAIN_STEPS ?= 150
 MODEL_DIR ?= $(OUTPUT_DIR)/model
 EXPORT_DIR ?= $(OUTPUT_DIR)/export
 PYTEST_ARGS ?=
+# make bench-accuracy: e.g. --datasets words --seconds 300 --work /tmp/bench
+BENCH_ARGS ?=
 
 # Images: $(IMAGE_PREFIX)/tfrecords:$(TAG), $(IMAGE_PREFIX)/train-cpu:$(TAG), $(IMAGE_PREFIX)/train-gpu:$(TAG).
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' code/shadownet/__init__.py)
@@ -130,6 +132,10 @@ bench: $(STAMP) ## benchmarks/tfrecords.py: 10k images, memory at 100k (several 
 
 bench-train: $(STAMP) ## benchmarks/train.py: training, input pipeline and serving speed
 	$(BIN)/python benchmarks/train.py
+
+bench-accuracy: $(STAMP) ## benchmarks/accuracy.py: default settings, 15 min each, on 3 datasets shadownet did not make
+	$(BIN)/pip install --quiet -r benchmarks/requirements-accuracy.txt
+	$(BIN)/python benchmarks/accuracy.py $(BENCH_ARGS)
 
 $(TOOLS_STAMP): requirements/tools.txt
 	$(PYTHON) -m venv $(TOOLS)

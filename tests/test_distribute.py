@@ -57,7 +57,8 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 TRAIN_FLAGS = ("--model", "shadownet_small", "--log-every", "1", "--eval-every", "100", "--checkpoint-every", "2",
-               "--warmup-steps", "1", "--shuffle-buffer", "64", "--augment", "false", "--seed", "7")
+               "--warmup-steps", "1", "--shuffle-buffer", "64", "--augment", "false", "--seed", "7",
+               "--mixed-precision", "off")
 
 
 def run_child(script: str, *args) -> subprocess.CompletedProcess:
@@ -112,8 +113,8 @@ def runs(records_dir, tmp_path_factory):
 
 @pytest.mark.slow
 def test_two_replicas_train_as_one_device_on_the_same_global_batch(runs, records_dir):
-    assert runs.mirrored[0] == "strategy=MirroredStrategy workers=1 replicas=2"
-    assert runs.single[0] == "strategy=DefaultDistributionStrategy workers=1 replicas=1"
+    assert runs.mirrored[0] == "strategy=MirroredStrategy workers=1 replicas=2 mixed_precision=off"
+    assert runs.single[0] == "strategy=DefaultDistributionStrategy workers=1 replicas=1 mixed_precision=off"
 
     # The logged loss is the global batch's mean, step by step.
     mirrored_losses, single_losses = logged(runs.mirrored, "loss"), logged(runs.single, "loss")
@@ -136,7 +137,7 @@ def test_resume_under_the_strategy_finishes_at_exactly_train_steps(runs, records
     model_dir = tmp_path / "resumed"
     shutil.copytree(runs.root / "mirrored", model_dir)
     lines = train_cli(2, records_dir, model_dir, steps=6, batch_size=4)
-    assert lines[0] == "strategy=MirroredStrategy workers=1 replicas=2"
+    assert lines[0] == "strategy=MirroredStrategy workers=1 replicas=2 mixed_precision=off"
     assert lines[1].startswith("resumed from") and lines[1].endswith("at step 4")
     assert sorted(logged(lines, "loss")) == [5, 6]
     assert lines[-1].startswith("trained to step 6")

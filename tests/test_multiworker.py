@@ -58,6 +58,7 @@ sys.exit(cli.main(sys.argv[1:]))
 
 TRAIN_FLAGS = ("--model", "shadownet_small", "--log-every", "1", "--eval-every", "100", "--checkpoint-every", "2",
                "--warmup-steps", "1", "--shuffle-buffer", "1", "--augment", "false", "--seed", "7",
+               "--mixed-precision", "off",
                "--input-mode", "fixed", "--worker-timeout-seconds", "60")  # the option, exercised
 
 
@@ -166,9 +167,9 @@ def runs(records_dir, tmp_path_factory):
 def test_two_workers_train_as_one_process_on_the_same_global_batch(runs):
     root, workers, single = runs
     for worker in workers:
-        assert worker.lines()[0] == "strategy=MultiWorkerMirroredStrategy workers=2 replicas=2"
+        assert worker.lines()[0] == "strategy=MultiWorkerMirroredStrategy workers=2 replicas=2 mixed_precision=off"
         assert any(line.startswith("trained to step 4") for line in worker.lines())
-    assert single.lines()[0] == "strategy=DefaultDistributionStrategy workers=1 replicas=1"
+    assert single.lines()[0] == "strategy=DefaultDistributionStrategy workers=1 replicas=1 mixed_precision=off"
 
     chief_losses, other_losses, single_losses = (logged(p.lines(), "loss") for p in (*workers, single))
     assert sorted(chief_losses) == sorted(single_losses) == [1, 2, 3, 4]

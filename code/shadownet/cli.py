@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--lexicon", type=Path, help="word list: constrain outputs to these words")
     evaluate.add_argument("--checkpoint", choices=("best", "latest"), default="best")
     evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--worst", type=int, default=20, help="wrong samples listed in the report (default 20)")
 
     export = commands.add_parser("export", help="write a SavedModel for TF Serving: NAME/VERSION/")
     export.add_argument("--model-dir", required=True, type=_location)
@@ -321,11 +322,11 @@ def _run_train(args) -> int:
     from .config import load
     from .platforms import cluster, pick
     from .progress import Progress
-    from .train import train
+    from .train import resolve_precision, train
 
     platform = args.runs_on
     flags = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_")}
-    config = load(args.config, flags, platform.settings, f"{platform.name} hyperparameters")
+    config = resolve_precision(load(args.config, flags, platform.settings, f"{platform.name} hyperparameters"))
     tfrecords_path = pick(args.tfrecords_dir, platform.tfrecords_dir, "--tfrecords-dir", platform)
     model_path = pick(args.model_dir, platform.model_dir, "--model-dir", platform)
     export_path = args.export_dir or platform.export_dir
@@ -346,7 +347,7 @@ def _run_train(args) -> int:
         # On a terminal the bar is redrawn under each line; elsewhere plain lines for log scrapers.
         print(("\r\033[K" if bar else "") + line, file=sys.stderr if bar else sys.stdout, flush=True)
 
-    log(str(distribute.describe(strategy)))
+    log(f"{distribute.describe(strategy)} mixed_precision={config.mixed_precision}")
     if platform.name != "local":
         log(f"platform={platform.name}")
     # From here a SIGTERM (preemption, a stopped job) finishes the step in progress, checkpoints and exits
@@ -363,7 +364,8 @@ def _run_train(args) -> int:
     try:
         result = train(config, Path(tfrecords_dir), Path(model_dir), log=log, progress=progress if tty else None,
                        strategy=strategy, saved=saved, stop=stop_requested,
-                       log_dir=Path(platform.log_dir) if platform.log_dir else None)
+                       log_dir=Path(platform.log_dir) if platform.log_dir else None,
+                       grace_seconds=platform.grace_seconds)
     except distribute.PEER_ERRORS as exc:
         if workers is None:  # one process: a bug, keep its traceback
             raise
@@ -413,7 +415,8 @@ def _run_evaluate(args) -> int:
     outputs = {path: staging.output_file(path) for path in (report_path, grid_path) if path is not None}
     report = evaluate(EvalConfig(staging.input_dir(args.tfrecords_dir), staging.input_dir(args.model_dir),
                                  args.split, args.decoder, args.beam_width, args.lexicon, args.checkpoint,
-                                 args.batch_size, outputs.get(report_path), outputs.get(grid_path)))
+                                 args.batch_size, outputs.get(report_path), outputs.get(grid_path),
+                                 max(args.worst, 0)))
     for remote, local in outputs.items():
         staging.send_file(local, remote)
     keys = ("num_samples", "word_accuracy", "word_accuracy_case_insensitive", "char_error_rate",

@@ -21,11 +21,17 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "input_mode": ("keep_ratio", "fixed"),
     "optimizer": ("adam", "adadelta"),
     "lr_schedule": ("cosine", "constant"),
-    "mixed_precision": ("off", "bfloat16", "float16"),
+    "mixed_precision": ("auto", "off", "bfloat16", "float16"),
     "best_metric": ("word_accuracy", "char_error_rate", "loss"),
 }
 
 HELP: dict[str, str] = {
+    "mixed_precision": "auto: bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with AMX or "
+                       "AVX512-BF16, float16 (with loss scaling) on older GPUs, else off (float32)",
+    "eval_every_seconds": "also evaluate on the validation split when this many seconds have passed since the "
+                          "last evaluation; 0 (default): a tenth of max_train_seconds when that is set, else never",
+    "max_train_seconds": "time budget: stop early enough to evaluate the final state within it, and fit the "
+                         "learning-rate schedule (warm-up, cosine decay) to the steps that fit; 0: no limit",
     "batch_size": "examples per replica (per GPU); a step trains on the global batch of batch_size x replicas",
     "scale_learning_rate": "multiply learning_rate by the number of replicas (linear scaling for the larger "
                            "global batch); default false",
@@ -38,7 +44,7 @@ HELP: dict[str, str] = {
 @dataclass(frozen=True)
 class TrainConfig:
     # -- what is trained
-    model: str = "shadownet"
+    model: str = "shadownet_small"  # a quarter of the original's compute: more steps in a CPU budget
     input_mode: str = "keep_ratio"
     max_width: int = 256  # training images wider than this are squeezed to it (keep_ratio mode)
     # -- how long
@@ -58,13 +64,14 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     # -- speed
-    mixed_precision: str = "off"
+    mixed_precision: str = "auto"  # bfloat16 / float16 where the hardware runs it fast, else off (precision.py)
     xla: bool = False
     # -- several workers
     worker_timeout_seconds: float = 0.0  # fail a collective that waits longer for the other workers; 0: off
     # -- bookkeeping
     log_every: int = 50
     eval_every: int = 500
+    eval_every_seconds: float = 0.0  # also evaluate after this long; 0: max_train_seconds / 10 when that is set
     eval_max_samples: int = 0  # 0: the whole validation split
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -83,7 +90,7 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ShadownetError(f"{name} must be > 0, not {getattr(self, name)}")
         for name in ("max_train_seconds", "warmup_steps", "clip_norm", "weight_decay", "eval_max_samples",
-                     "worker_timeout_seconds"):
+                     "worker_timeout_seconds", "eval_every_seconds"):
             value = getattr(self, name)
             if value < 0 or (isinstance(value, float) and math.isnan(value)):
                 raise ShadownetError(f"{name} must be >= 0, not {value}")

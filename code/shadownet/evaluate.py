@@ -37,6 +37,7 @@ class EvalConfig:
     batch_size: int = 64
     report: Path | None = None  # default: <model_dir>/evaluation-<split>.json
     grid: Path | None = None  # default: the report's path with .png
+    worst: int = 20  # wrong samples listed in the report
 
 
 def evaluate(config: EvalConfig) -> dict:
@@ -80,7 +81,7 @@ def evaluate(config: EvalConfig) -> dict:
     if len(predictions) != expected:
         raise ShadownetError(f"evaluated {len(predictions)} samples but the {config.split} split has {expected}")
 
-    report = summarize(predictions) | {
+    report = summarize(predictions, worst=config.worst) | {
         "split": config.split,
         # A lexicon always rescores the beam's top paths, whatever --decoder said.
         "decoder": "beam+lexicon" if lexicon else config.decoder,

@@ -39,6 +39,9 @@ class Platform:
     report_dir: str | None = None  # the evaluation report written after training
     settings: Mapping[str, str] = field(default_factory=dict)  # training settings the platform passes
     failure_file: Path | None = None  # where the platform reads why a job failed
+    # Between SIGTERM and SIGKILL: SageMaker's 120 s; Kubernetes' default terminationGracePeriodSeconds,
+    # and the 30 s notice of a preempted Compute Engine VM, elsewhere.
+    grace_seconds: float = 30.0
 
 
 def detect(env: Mapping[str, str], root: Path = Path("/"), uai: Mapping[str, str] | None = None) -> Platform:

@@ -1,0 +1,110 @@
+"""Accuracy with default settings on datasets shadownet did not make (see ``external_datasets``).
+
+For each dataset: write it in the seed layout, ``shadownet charset build``, ``shadownet tfrecords``,
+``shadownet train --max-train-seconds SECONDS`` with every other setting at its default,
+``shadownet evaluate --split test``, ``shadownet export``, then the exported SavedModel on the test
+split's original image files. Prints one JSON line per dataset:
+
+    dataset, source, train_images, test_images, settings, max_train_seconds, train_seconds, steps,
+    images_per_sec, precision, model, word_accuracy, char_error_rate (evaluate, test split),
+    export_word_accuracy, export_differs (test images whose text differs between export and evaluate)
+
+    pip install -r benchmarks/requirements-accuracy.txt   # or: make bench-accuracy
+    python benchmarks/accuracy.py [--datasets captcha,digits,words] [--seconds 900] [--work DIR]
+
+Not a test: the figures go into docs/performance.md. Each dataset takes about SECONDS + 2 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import external_datasets  # noqa: E402  (beside this script)
+
+
+def shadownet(*args, capture: bool = False) -> str:
+    """Run the command; its output goes to stderr (stdout holds only the JSON lines), or is returned."""
+    result = subprocess.run([sys.executable, "-m", "shadownet", *map(str, args)], text=True,
+                            stdout=subprocess.PIPE if capture else sys.stderr)
+    if result.returncode:
+        raise SystemExit(f"shadownet {' '.join(map(str, args))} exited {result.returncode}")
+    return result.stdout or ""
+
+
+def run(kind: str, work: Path, train: int, test: int, seconds: float, seed: int) -> dict:
+    data, records, model, export = (work / kind / name for name in ("data", "records", "model", "export"))
+    if not (data / "Test" / "sample.txt").is_file():
+        external_datasets.make(kind, data, train, test, seed)
+    if not (data / "char_dict.json").is_file():
+        shadownet("charset", "build", "--dataset-dir", data)
+    if not (records / "manifest.json").is_file():
+        shadownet("tfrecords", "--dataset-dir", data, "--save-dir", records)
+    if (model / "config.json").exists():
+        raise SystemExit(f"{model} holds a run already: remove it (or pass another --work) to train anew")
+    began = time.monotonic()
+    log = shadownet("train", "--tfrecords-dir", records, "--model-dir", model, "--max-train-seconds", seconds,
+                    capture=True)
+    train_seconds = time.monotonic() - began
+    sys.stderr.write(log)
+    first = log.splitlines()[0]
+    rates = [float(v) for v in re.findall(r"images_per_sec=(\S+)", log)]
+    steps = int(re.search(r"^trained to step (\d+)", log, re.M).group(1))
+    report_path = work / kind / "evaluation-test.json"
+    shadownet("evaluate", "--tfrecords-dir", records, "--model-dir", model, "--split", "test",
+              "--report", report_path, "--worst", test)
+    report = json.loads(report_path.read_text())
+    shadownet("export", "--model-dir", model, "--export-dir", export, "--version", 1)
+    export_accuracy, differs = parity(export / "shadownet" / "1", data, report)
+    config = json.loads((model / "config.json").read_text())
+    return {
+        "dataset": kind, "source": external_datasets.SOURCES[kind], "train_images": train, "test_images": test,
+        "settings": "defaults", "max_train_seconds": seconds, "train_seconds": round(train_seconds, 1),
+        "steps": steps, "images_per_sec": round(sum(rates[1:] or rates) / max(len(rates[1:] or rates), 1), 1),
+        "precision": re.search(r"mixed_precision=(\S+)", first).group(1), "model": config["model"],
+        "batch_size": config["batch_size"],
+        "word_accuracy": report["word_accuracy"], "char_error_rate": report["char_error_rate"],
+        "export_word_accuracy": export_accuracy, "export_differs": differs,
+    }
+
+
+def parity(saved_model: Path, data: Path, report: dict) -> tuple[float, int]:
+    """The export's word accuracy on the test images' files, and how many texts differ from ``evaluate``'s."""
+    from shadownet.annotations import TEST_FILE, AnnotationIndex
+    from shadownet.export import load
+
+    wrong = {example["source"]: example["prediction"] for example in report["worst_examples"]}
+    if len(wrong) != report["num_samples"] - report["num_correct"]:
+        raise SystemExit("the report does not list every wrong sample: evaluate --worst was too small")
+    samples = [sample for _, sample in AnnotationIndex(data, TEST_FILE)]
+    predicted = load(saved_model).predict([(data / s.path).read_bytes() for s in samples])
+    correct = differs = 0
+    for sample, result in zip(samples, predicted):
+        correct += result["text"] == sample.label
+        differs += result["text"] != wrong.get(sample.path, sample.label)
+    return round(correct / len(samples), 6), differs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(external_datasets.KINDS))
+    parser.add_argument("--train", type=int, default=8000, help="training images per dataset")
+    parser.add_argument("--test", type=int, default=500, help="test images per dataset")
+    parser.add_argument("--seconds", type=float, default=900, help="--max-train-seconds of each run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("bench-accuracy"))
+    args = parser.parse_args()
+    for kind in args.datasets.split(","):
+        if kind not in external_datasets.KINDS:
+            parser.error(f"unknown dataset {kind!r}; known: {', '.join(external_datasets.KINDS)}")
+        print(json.dumps(run(kind, args.work, args.train, args.test, args.seconds, args.seed)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Datasets shadownet did not make, written in the seed layout for ``benchmarks/accuracy.py``.
+
+Each maker writes ``OUT/Train/sample.txt``, ``OUT/Test/sample.txt`` and ``OUT/images/...``; the charset
+files come from ``shadownet charset build`` afterwards, as a user would make them. Every image is a pure
+function of the seed, so a rerun writes the same dataset. The image sources are third-party:
+
+* ``captcha``: the ``captcha`` library's ``ImageCaptcha`` (its own fonts, warping, noise dots and curve),
+  160x70 px, 4 characters out of the 36 digits and lowercase letters.
+* ``digits``: the real handwritten digits scikit-learn bundles (1,797 8x8 scans from the UCI optdigits set),
+  strung into numbers of 3-8 digits; train and test strings use disjoint halves of the scans (80 % / 20 %),
+  so every test digit is a scan the model never saw.
+* ``words``: English words from wordfreq's frequency list (the 30,000 most frequent, letters only),
+  printed with Pillow in the DejaVu and STIX fonts that matplotlib ships (the synthetic generator uses
+  Pillow's built-in font), at random sizes, inks, backgrounds and slight rotations, saved as JPEG.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+KINDS = ("captcha", "digits", "words")
+SOURCES = {
+    "captcha": "captcha library (PyPI 'captcha'), ImageCaptcha 160x70, 4 of [0-9a-z]",
+    "digits": "scikit-learn load_digits (UCI optdigits handwritten scans), strings of 3-8 digits, "
+              "test digits from scans unseen in training",
+    "words": "wordfreq English top-30,000 words printed in matplotlib's DejaVu/STIX fonts",
+}
+WORD_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf",
+              "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "STIXGeneral.ttf",
+              "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf")
+
+
+def make(kind: str, out: Path, train: int, test: int, seed: int = 0) -> None:
+    """Write ``train`` + ``test`` samples of dataset ``kind`` under ``out`` (seed layout, no charset files)."""
+    writer = {"captcha": _captcha, "digits": _digits, "words": _words}[kind]
+    out = Path(out)
+    for split, count, offset in (("Train", train, 0), ("Test", test, train)):
+        images = out / "images" / split.lower()
+        images.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for index, (image, label) in enumerate(writer(count, seed, split == "Test")):
+            name = f"{offset + index:06d}.{'png' if kind == 'digits' else 'jpg'}"
+            path = images / name
+            if kind == "digits":
+                image.save(path)
+            else:
+                image.save(path, quality=int(np.random.default_rng([seed, offset + index]).integers(75, 96)))
+            lines.append(f"/images/{split.lower()}/{name} {label}\n")
+        (out / split).mkdir(exist_ok=True)
+        temporary = out / split / "sample.txt.partial"
+        temporary.write_text("".join(lines), encoding="utf-8")
+        os.replace(temporary, out / split / "sample.txt")
+
+
+def _captcha(count: int, seed: int, test: bool):
+    import random
+
+    from captcha.image import ImageCaptcha
+
+    alphabet = string.digits + string.ascii_lowercase
+    generator = ImageCaptcha(width=160, height=70)
+    rng = random.Random(f"captcha-{seed}-{test}")
+    for _ in range(count):
+        text = "".join(rng.choice(alphabet) for _ in range(4))
+        random.seed(rng.random())  # the library draws its warping and noise from the global generator
+        yield generator.generate_image(text).convert("RGB"), text
+
+
+def _digits(count: int, seed: int, test: bool):
+    from sklearn.datasets import load_digits
+
+    scans = load_digits()
+    order = np.random.default_rng([seed, 8]).permutation(len(scans.target))
+    cut = int(len(order) * 0.8)
+    pool = order[cut:] if test else order[:cut]
+    rng = np.random.default_rng([seed, 1 if test else 0])
+    for _ in range(count):
+        chosen = rng.choice(pool, size=int(rng.integers(3, 9)))
+        height = int(rng.integers(28, 41))
+        canvas = np.zeros((height + 8, 8 + sum(height + 8 for _ in chosen)), np.float32)
+        x = int(rng.integers(2, 8))
+        for index in chosen:
+            size = int(height * rng.uniform(0.8, 1.0))
+            glyph = Image.fromarray((scans.images[index] * (255.0 / 16.0)).astype(np.uint8))
+            glyph = np.asarray(glyph.resize((size, size), Image.BICUBIC), np.float32)
+            y = int(rng.integers(0, canvas.shape[0] - size + 1))
+            canvas[y : y + size, x : x + size] = np.maximum(canvas[y : y + size, x : x + size], glyph)
+            x += size + int(rng.integers(-2, 7))
+        canvas = canvas[:, : x + int(rng.integers(2, 8))]
+        paper, ink = rng.uniform(200, 255), rng.uniform(0, 80)
+        pixels = paper + (ink - paper) * np.clip(canvas, 0, 255) / 255.0
+        yield Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).convert("RGB"), \
+            "".join(str(scans.target[i]) for i in chosen)
+
+
+def _words(count: int, seed: int, test: bool):
+    import matplotlib
+    from wordfreq import top_n_list
+
+    fonts_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    words = [w for w in top_n_list("en", 30_000) if w.isascii() and w.isalpha() and w.islower()]
+    rng = np.random.default_rng([seed, 11 if test else 10])
+    for _ in range(count):
+        word = words[int(rng.integers(len(words)))]
+        font = ImageFont.truetype(str(fonts_dir / WORD_FONTS[int(rng.integers(len(WORD_FONTS)))]),
+                                  int(rng.integers(22, 49)))
+        left, top, right, bottom = font.getbbox(word)
+        pad_x, pad_y = int(rng.integers(2, 16)), int(rng.integers(2, 10))
+        paper = tuple(int(v) for v in rng.integers(150, 256, 3))
+        ink = tuple(int(v) for v in rng.integers(0, 90, 3))
+        image = Image.new("RGB", (right - left + 2 * pad_x, bottom - top + 2 * pad_y), paper)
+        ImageDraw.Draw(image).text((pad_x - left, pad_y - top), word, font=font, fill=ink)
+        angle = float(rng.uniform(-3, 3))
+        image = image.rotate(angle, resample=Image.BICUBIC, expand=True, fillcolor=paper)
+        if rng.random() < 0.3:
+            image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0))))
+        yield image, word
