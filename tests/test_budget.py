@@ -1,6 +1,7 @@
 """The time budget, the final evaluation and ``mixed_precision: auto`` (issue: accuracy out of the box)."""
 
 import json
+import math
 import re
 
 import pytest
@@ -191,3 +192,30 @@ def test_sigterm_checkpoints_first_then_evaluates_if_time_allows(tmp_path, recor
         assert not any(line.startswith("step=7 validation_loss=") for line in logs)
         assert after[-1].startswith("final evaluation of step 7 skipped: it takes about")
         assert "the resumed run evaluates" in after[-1]
+
+
+def test_float16_with_loss_scaling_plans_its_schedule_too(tmp_path, records_dir):
+    """What auto picks on GPUs older than 8.0: the loss-scaled optimizer carries the same schedule."""
+    clock, lines = FakeClock(), []
+    config = TrainConfig(**(TINY | {"mixed_precision": "float16"}), train_steps=100_000, max_train_seconds=40,
+                         eval_every=1000)
+    result = train(config, records_dir, tmp_path / "m", log=lines.append, progress=clock.progress, clock=clock)
+    assert result.stopped_early and any(line.startswith("time budget: about") for line in lines)
+    rates = dict(learning_rates(lines))
+    assert rates[result.step] == pytest.approx(FLOOR * config.learning_rate, rel=1e-3)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["mixed_precision"] == "float16"
+
+
+def test_resuming_without_a_budget_follows_train_steps_again(tmp_path, records_dir):
+    clock, lines = FakeClock(), []
+    config = TrainConfig(**(TINY | {"warmup_steps": 2}), train_steps=100_000, max_train_seconds=40, eval_every=1000)
+    first = train(config, records_dir, tmp_path / "m", log=lines.append, progress=clock.progress, clock=clock)
+    assert dict(learning_rates(lines))[first.step] == pytest.approx(FLOOR * config.learning_rate, rel=1e-3)
+    lines.clear()
+    resumed = TrainConfig(**(TINY | {"warmup_steps": 2}), train_steps=first.step * 4, eval_every=1000)
+    train(resumed, records_dir, tmp_path / "m", log=lines.append)
+    # The cosine of train_steps, a quarter of the way in: far above the floor the budget had reached.
+    rate = dict(learning_rates(lines))[first.step + 1]
+    progress = (first.step + 1 - 2) / (first.step * 4 - 2)
+    expected = config.learning_rate * (FLOOR + (1 - FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
+    assert rate == pytest.approx(expected, rel=1e-2)

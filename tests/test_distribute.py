@@ -175,7 +175,7 @@ def largest_difference(first, second):
 
 
 records_dir, work = sys.argv[1], sys.argv[2]
-config = TrainConfig(model="shadownet_small", batch_size=2, augment=False, warmup_steps=1)
+config = TrainConfig(model="shadownet_small", batch_size=2, augment=False, warmup_steps=1, mixed_precision="off")
 charset = records.charset_of(records.read_manifest(records_dir))
 inputs, targets = next(iter(pipeline.eval_dataset(records_dir, "validation", config, batch_size=3)))
 batch = (inputs, {"label": targets["label"], "label_length": targets["label_length"]})

@@ -133,6 +133,8 @@ class _Run:
     def loop(self, progress, stop, grace_seconds: float) -> TrainResult:
         trainer, config, budget, log = self.trainer, self.config, self.budget, self.log
         step = trainer.restore()
+        if not budget.seconds:  # the schedule of train_steps, whatever plan a time-boxed run left in the checkpoint
+            trainer.schedule.plan(config.warmup_steps, config.train_steps)
         if progress is not None:
             progress(step)
         if step:
