@@ -58,6 +58,9 @@ SHADOWNET := $(BIN)/shadownet
 STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
+# The SageMaker Python SDK (v2), in a venv of its own, for tests/test_sagemaker_sdk.py (local mode)
+SDK_VENV ?= .venv-sagemaker
+SDK_STAMP := $(SDK_VENV)/.installed
 TFRECORDS_IMAGE := $(IMAGE_PREFIX)/tfrecords:$(TAG)
 CPU_IMAGE := $(IMAGE_PREFIX)/train-cpu:$(TAG)
 GPU_IMAGE := $(IMAGE_PREFIX)/train-gpu:$(TAG)
@@ -68,7 +71,7 @@ OUTPUT_MOUNT = -v $(abspath $(OUTPUT_DIR)):/data/output
 LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv sample demo test test-fast test-gpu-image bench bench-train lint lock clean clean-docker \
+.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train lint lock clean clean-docker \
 	base-image build build-tfrecords build-cpu build-gpu tfrecords train train-gpu evaluate export train-local submit
 
 help: ## list the targets
@@ -89,6 +92,14 @@ $(STAMP): pyproject.toml requirements/dev.txt
 	touch $@
 
 venv: $(STAMP) ## create .venv with shadownet, TensorFlow (CPU) and the test tools
+
+# Its own venv: the SDK's pins (numpy, pandas, protobuf) are not the training image's. Used by a test only.
+$(SDK_STAMP): requirements/sagemaker-sdk.txt
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install --quiet --require-hashes --only-binary=:all: -r requirements/sagemaker-sdk.txt
+	touch $@
+
+sagemaker-sdk: $(SDK_STAMP) ## create .venv-sagemaker: the SageMaker Python SDK v2, for its local-mode test
 
 # With a venv the sample is made there; without one (a machine with Docker only) in the generation image.
 $(DATA_DIR)/Train/sample.txt:
@@ -115,8 +126,10 @@ demo: $(STAMP) sample ## the whole job on the sample: validate, TFRecords, train
 	$(SHADOWNET) predict --model $(EXPORT_DIR)/shadownet --json \
 		$$(sed -n '1,2s/ .*//p' $(DATA_DIR)/Test/sample.txt | sed 's|^/||; s|^|$(DATA_DIR)/|')
 
-# tests/test_docker.py uses the images named by these variables (built beforehand: make build-tfrecords build-cpu).
-PYTEST_ENV = IMAGE_PREFIX=$(IMAGE_PREFIX) TAG=$(TAG) DOCKER=$(DOCKER)
+# tests/test_docker.py uses the images named by these variables (built beforehand: make build-tfrecords build-cpu);
+# tests/test_sagemaker_sdk.py the SDK in SDK_VENV (make sagemaker-sdk, as .ci/run does).
+PYTEST_ENV = IMAGE_PREFIX=$(IMAGE_PREFIX) TAG=$(TAG) DOCKER=$(DOCKER) \
+	SAGEMAKER_SDK_PYTHON=$(abspath $(SDK_VENV))/bin/python
 
 test: $(STAMP) ## run every test, the slow end-to-end ones included (the image tests use the built images)
 	$(PYTEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -154,6 +167,7 @@ lock: $(TOOLS_STAMP) ## regenerate the hash-locked requirements/*.txt (LOCK_FLAG
 	$(LOCK) --extra tf --extra dev pyproject.toml -o requirements/dev.txt
 	$(LOCK) requirements/build.in -o requirements/build.txt
 	$(LOCK) requirements/tools.in -o requirements/tools.txt
+	$(LOCK) requirements/sagemaker-sdk.in -o requirements/sagemaker-sdk.txt
 
 base-image: ## build LOCAL_BASE_IMAGE: Debian bookworm + Python 3.11 by debootstrap (root, no registry needed)
 	Dockerfiles/scripts/base-image.sh $(LOCAL_BASE_IMAGE) $(DOCKER)

@@ -1,7 +1,7 @@
 # shadownet CPU training image: `shadownet train`, `evaluate`, `export`, `predict`, `inspect` on TensorFlow
 # (tensorflow-cpu, requirements/train-cpu.txt). `<image> train --tfrecords-dir ... --model-dir ...` is also how
 # cloud platforms start it. Build with `make build-cpu`: the build context is the folder that
-# Dockerfiles/scripts/context.sh stages, not the repository (see "Docker images" in README.md).
+# Dockerfiles/scripts/context.sh stages, not the repository (see docs/docker.md).
 #
 # Default base: the official python:3.11-slim-bookworm (Python 3.11.16), pinned to the digest of its
 # multi-platform index. Where it came from: public projects that pin that tag to this digest, one recording it
@@ -25,8 +25,11 @@ RUN /ctx/install.sh package
 
 FROM ${BASE_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# A fixed non-root user. The image also runs under any --user UID:GID (`make train` passes the caller's,
-# so files in mounted folders belong to them) and as root: nothing is written outside /tmp and the mounts.
+# No USER: the image starts as root, which is how SageMaker (training and hosting) and UAI Train run it and
+# what their root-owned /opt/ml and /data folders need. Everywhere else the caller chooses the unprivileged
+# user: our Kubernetes specs run it as 10001 (the restricted Pod Security Standard), `make train` and any
+# `docker run --user UID:GID` as that UID. Why not start as root and drop privileges: docs/docker.md.
+# Nothing is written outside /tmp and the mounts, whoever runs it.
 RUN groupadd --gid 10001 shadownet \
     && useradd --uid 10001 --gid 10001 --no-log-init --create-home --shell /usr/sbin/nologin shadownet \
     && mkdir -p /data/data /data/output \
@@ -38,7 +41,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     XDG_CACHE_HOME=/tmp/.cache \
     KERAS_HOME=/tmp/.keras
 WORKDIR /data
-USER 10001:10001
 
 ARG BASE_IMAGE
 ARG VERSION=unknown

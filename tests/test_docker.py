@@ -30,9 +30,10 @@ IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 TEST_GPU_IMAGE = os.environ.get("SHADOWNET_TEST_GPU_IMAGE") == "1"
 # Goals of the issue, in decimal units as `docker image ls` shows them.
 SIZE_GOALS = {"tfrecords": 400e6, "train-cpu": 1.6e9}
-IMAGE_USER = "10001:10001"
+# The images start as root (SageMaker, UAI Train); the unprivileged user our Kubernetes specs run them as.
+KUBERNETES_USER = (10001, 10001)
 # A UID:GID that exists nowhere in the images, for "runs under any --user".
-OTHER_USER = (4321, 4321)
+OTHER_USER = (12345, 12345)
 
 
 def image_name(kind: str) -> str:
@@ -138,7 +139,8 @@ def test_dockerfiles_share_a_digest_pinned_base_and_exec_entrypoint():
         text = path.read_text()
         bases.update(re.findall(r"^ARG BASE_IMAGE=(\S+)$", text, re.M))
         assert re.search(r'^ENTRYPOINT \["shadownet"\]$', text, re.M), kind
-        assert re.search(rf"^USER {IMAGE_USER}$", text, re.M), kind
+        assert not re.search(r"^USER ", text, re.M), f"{kind}: starts as root, as SageMaker runs it (docs/docker.md)"
+        assert "useradd --uid 10001 --gid 10001" in text, kind
         assert "--mount" not in text and "# syntax" not in text, f"{kind}: BuildKit-only syntax"
     assert len(bases) == 1, bases
     assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", bases.pop())
@@ -211,15 +213,18 @@ def test_image_size_labels_and_user(kind, engine):
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.licenses"] == "MIT"
     assert labels["org.opencontainers.image.base.name"]
-    assert meta["Config"]["User"] == IMAGE_USER
+    assert meta["Config"]["User"] == ""  # root, as SageMaker and UAI Train run it
     assert meta["Config"]["Entrypoint"] == ["shadownet"]
-    assert run_image(kind, "-c", "id -u; id -g", entrypoint="sh").stdout.split() == ["10001", "10001"]
+    assert run_image(kind, "-c", "id -u; id -g", entrypoint="sh").stdout.split() == ["0", "0"]
+    # The user Kubernetes runs it as has a name and a home, for tools that look them up.
+    assert run_image(kind, "-c", "getent passwd 10001", entrypoint="sh").stdout.split(":")[:6] == [
+        "shadownet", "x", "10001", "10001", "", "/home/shadownet"]
 
 
-@pytest.mark.parametrize("user", ["image", "root", "other"])
-def test_generation_runs_as_image_user_root_or_any_uid(user, tfrecords_image, tmp_path, good_dataset):
-    """Files land owned by whoever the container runs as; root as on platforms that ignore USER."""
-    uid_gid = {"image": (10001, 10001), "root": (0, 0), "other": caller()}[user]
+@pytest.mark.parametrize("user", ["image", "kubernetes", "other"])
+def test_generation_runs_as_root_the_kubernetes_user_or_any_uid(user, tfrecords_image, tmp_path, good_dataset):
+    """Files land owned by whoever the container runs as: root by default, as SageMaker runs it."""
+    uid_gid = {"image": (0, 0), "kubernetes": KUBERNETES_USER, "other": caller()}[user]
     if os.getuid() != 0 and uid_gid != (os.getuid(), os.getgid()):
         pytest.skip("needs root to hand the output folder to another user")
     out = writable_dir(tmp_path / "out", uid_gid)
@@ -299,7 +304,7 @@ def test_gpu_image(engine):
         pytest.fail(f"SHADOWNET_TEST_GPU_IMAGE=1 but {image_name('train-gpu')} is missing (make build-gpu)")
     assert run_image("train-gpu", "--version").stdout.strip() == f"shadownet {__version__}"
     meta = inspect("train-gpu")
-    assert meta["Config"]["User"] == IMAGE_USER and meta["Config"]["Entrypoint"] == ["shadownet"]
+    assert meta["Config"]["User"] == "" and meta["Config"]["Entrypoint"] == ["shadownet"]
     assert meta["Config"]["Labels"]["org.opencontainers.image.title"] == "shadownet-train-gpu"
     probe = "import tensorflow as tf; print(tf.__version__, tf.test.is_built_with_cuda())"
     assert run_image("train-gpu", "-c", probe, entrypoint="python").stdout.split()[1] == "True"
@@ -354,11 +359,11 @@ def sagemaker_tree(root: Path, records: Path, hyperparameters: dict) -> Path:
 
 @pytest.mark.slow
 def test_sagemaker_contract_in_the_cpu_image(generated, cpu_image, tmp_path):
-    """`docker run IMAGE train`, as SageMaker starts it (root, no other argument but our one flag)."""
+    """`docker run IMAGE train`, as SageMaker starts it (the image's user, root; no argument but our one flag)."""
     ml = sagemaker_tree(tmp_path / "ml", generated["out"] / "records", {
         "model": '"shadownet_small"', "train_steps": "3", "batch_size": '"8"', "eval_every": "1000",
         "checkpoint_every": "2", "log_every": "10", "sagemaker_program": '"unused"'})
-    result = run_image("train-cpu", "train", "--log-every", "1", user="0", mounts={"/opt/ml": ml})
+    result = run_image("train-cpu", "train", "--log-every", "1", mounts={"/opt/ml": ml})
     assert "platform=sagemaker" in result.stdout and "step=3 loss=" in result.stdout
     config = json.loads((ml / "checkpoints/config.json").read_text())  # the run lives where SageMaker syncs
     assert (config["train_steps"], config["batch_size"], config["model"], config["log_every"]) == (
@@ -369,7 +374,7 @@ def test_sagemaker_contract_in_the_cpu_image(generated, cpu_image, tmp_path):
     assert not (ml / "output/failure").exists()
 
     bad = sagemaker_tree(tmp_path / "bad", generated["out"] / "records", {"batch_size": "many"})
-    failed = run_image("train-cpu", "train", user="0", mounts={"/opt/ml": bad}, check=False)
+    failed = run_image("train-cpu", "train", mounts={"/opt/ml": bad}, check=False)
     assert failed.returncode == 2
     reason = (bad / "output/failure").read_text()
     assert reason == "shadownet train: sagemaker hyperparameters: batch_size must be a whole number, not 'many'"

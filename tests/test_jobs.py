@@ -166,3 +166,79 @@ def test_tfrecords_job_is_an_indexed_job_of_shards():
     assert args[-2:] == ["--num-shards", "3"] and "--shard-index" not in args  # JOB_COMPLETION_INDEX gives it
     with pytest.raises(ShadownetError, match="--set shards: a whole number >= 1"):
         jobs.render("k8s-tfrecords", ["shards=0"])
+
+
+# --- the restricted Pod Security Standard --------------------------------------------------------------------
+
+KUBERNETES_SPECS = sorted(path.name for path in (REPO / "jobs").glob("*.yaml") if "apiVersion" in path.read_text())
+
+
+def _effective(pod: dict, container: dict, key: str):
+    """A security setting as Kubernetes applies it: the container's own, else the pod's."""
+    own = container.get("securityContext") or {}
+    return own[key] if key in own else (pod.get("securityContext") or {}).get(key)
+
+
+def test_the_kubernetes_specs_are_the_ones_in_jobs():
+    assert KUBERNETES_SPECS == ["k8s-tfrecords-job.yaml", "kubeflow-tfjob-2-workers.yaml", "kubeflow-tfjob.yaml"]
+
+
+@pytest.mark.parametrize("name", KUBERNETES_SPECS)
+def test_every_pod_in_jobs_runs_as_the_image_user_within_the_restricted_standard(name):
+    import yaml
+
+    spec = yaml.safe_load((REPO / "jobs" / name).read_text())
+    pods = jobs.pod_specs(spec)
+    assert pods, f"{name}: no pod spec found"
+    for where, pod in pods:
+        context = pod["securityContext"]
+        assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (10001, 10001, 10001), where
+        assert not {"hostNetwork", "hostPID", "hostIPC", "volumes"} & set(pod), where
+        for container in pod["containers"]:
+            assert _effective(pod, container, "runAsNonRoot") is True
+            assert _effective(pod, container, "runAsUser") == 10001
+            assert _effective(pod, container, "seccompProfile") == {"type": "RuntimeDefault"}
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert not _effective(pod, container, "privileged")
+
+
+def _first_pod(spec: dict) -> dict:
+    return jobs.pod_specs(spec)[0][1]
+
+
+@pytest.mark.parametrize("platform", ["kubeflow", "k8s-tfrecords"])
+@pytest.mark.parametrize("where, key, value, problem", [
+    ("pod", "runAsNonRoot", None, "runAsNonRoot must be true"),
+    ("pod", "runAsUser", 0, "securityContext.runAsUser: a numeric non-root id"),
+    ("pod", "runAsGroup", "shadownet", "securityContext.runAsGroup: a numeric non-root id"),
+    ("pod", "fsGroup", None, "securityContext.fsGroup: a numeric non-root id"),
+    ("pod", "seccompProfile", {"type": "Unconfined"}, "seccompProfile.type must be RuntimeDefault"),
+    ("container", "allowPrivilegeEscalation", True, "allowPrivilegeEscalation must be false"),
+    ("container", "capabilities", {"drop": ["NET_RAW"]}, "capabilities.drop must include ALL"),
+    ("container", "capabilities", {"drop": ["ALL"], "add": ["SYS_ADMIN"]}, "only NET_BIND_SERVICE"),
+    ("container", "runAsUser", 0, "runAsUser must not be 0"),
+    ("container", "privileged", True, "privileged is not allowed"),
+])
+def test_a_spec_outside_the_restricted_standard_is_refused(platform, where, key, value, problem):
+    spec = jobs.parsed(jobs.render(platform), platform)
+    pod = _first_pod(spec)
+    context = pod["securityContext"] if where == "pod" else pod["containers"][0]["securityContext"]
+    if value is None:
+        del context[key]
+    else:
+        context[key] = value
+    with pytest.raises(ShadownetError, match=re.escape(problem)):
+        jobs.check(platform, spec)
+
+
+def test_host_namespaces_and_host_paths_are_refused():
+    spec = jobs.parsed(jobs.render("k8s-tfrecords"), "k8s-tfrecords")
+    pod = _first_pod(spec)
+    pod["hostNetwork"] = True
+    pod["volumes"] = [{"name": "data", "hostPath": {"path": "/data"}}, {"name": "tmp", "emptyDir": {}}]
+    with pytest.raises(ShadownetError) as refused:
+        jobs.check("k8s-tfrecords", spec)
+    assert "hostNetwork: not allowed" in str(refused.value)
+    assert "volumes.data: hostPath not allowed" in str(refused.value)
+    assert "volumes.tmp" not in str(refused.value)

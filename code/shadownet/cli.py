@@ -600,24 +600,34 @@ def main(argv: list[str] | None = None) -> int:
     argv = [_normalize_flag(t) for t in (sys.argv[1:] if argv is None else argv)]
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    from .platforms import detect, write_failure
+    from .errors import access_error
+    from .platforms import Platform, detect, write_failure
 
-    # The one place the platform's environment and files are read (see platforms.py).
-    args.runs_on = detect(os.environ, Path("/"),
-                           uai={k[len("uai_"):]: v for k, v in vars(args).items() if k.startswith("uai_") and v})
     handlers = {"tfrecords": _run_tfrecords, "validate": _run_validate, "synth": _run_synth,
                 "charset": _run_charset, "inspect": _run_inspect, "train": _run_train,
                 "evaluate": _run_evaluate, "export": _run_export, "predict": _run_predict, "jobs": _run_jobs,
                 "submit": _run_submit}
+    args.runs_on = Platform("local")
     try:
+        # The one place the platform's environment and files are read (see platforms.py); inside the
+        # boundary, since reading them can fail too (an unreadable or malformed hyperparameters.json).
+        uai = {key[len("uai_"):]: value for key, value in vars(args).items() if key.startswith("uai_") and value}
+        args.runs_on = detect(os.environ, Path("/"), uai=uai)
         return handlers[args.command](args)
-    except ShadownetError as exc:
-        print(f"shadownet: error: {exc}", file=sys.stderr)
-        write_failure(args.runs_on, f"shadownet {args.command}: {exc}")
-        return exc.exit_code
-    except Exception as exc:  # a bug: the traceback goes to the log, a short reason to the platform
-        write_failure(args.runs_on, f"shadownet {args.command}: internal error: {type(exc).__name__}: {exc}")
-        raise
+    except Exception as exc:
+        # A path this process may not read or write (who it runs as, a read-only or full mount) is the
+        # setup's problem: one line and exit 1 like any user error, wherever it was raised.
+        output = next((str(getattr(args, key)) for key in ("save_dir", "out", "export_dir", "model_dir")
+                       if getattr(args, key, None) is not None), None)
+        error = access_error(exc, output) or (exc if isinstance(exc, ShadownetError) else None)
+        # Where detect() itself failed, the platform it had recognised (platforms._sagemaker).
+        platform = getattr(exc, "platform", None) or args.runs_on
+        if error is None:  # a bug: the traceback goes to the log, a short reason to the platform
+            write_failure(platform, f"shadownet {args.command}: internal error: {type(exc).__name__}: {exc}")
+            raise
+        print(f"shadownet: error: {error}", file=sys.stderr)
+        write_failure(platform, f"shadownet {args.command}: {error}")
+        return error.exit_code
     except KeyboardInterrupt:
         print("shadownet: interrupted", file=sys.stderr)
         return 130

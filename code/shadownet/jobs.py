@@ -130,11 +130,24 @@ def _s3_env(p: dict[str, str]) -> list[dict]:
     return env
 
 
+# The images start as root, as SageMaker and UAI Train run them (docs/docker.md); Kubernetes pods run them
+# as the images' unprivileged user, within the "restricted" Pod Security Standard (checked: _restricted).
+IMAGE_USER = 10001
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": IMAGE_USER, "runAsGroup": IMAGE_USER, "fsGroup": IMAGE_USER,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
 def _container(name: str, image: str, args: list[str], p: dict[str, str]) -> dict:
     resources = {"cpu": p["cpu"], "memory": p["memory"]}
     return {"name": name, "image": image, "args": args, "env": _s3_env(p),
             "resources": {"requests": dict(resources), "limits": dict(resources)},
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False}}
+            "securityContext": dict(CONTAINER_SECURITY)}
+
+
+def _pod(containers: list[dict], **fields) -> dict:
+    """A pod spec that runs its containers as IMAGE_USER, with nothing more than the restricted standard allows."""
+    return {**fields, "securityContext": dict(POD_SECURITY), "containers": containers}
 
 
 def kubeflow(p: dict[str, str], hp: dict[str, str]) -> dict:
@@ -148,9 +161,8 @@ def kubeflow(p: dict[str, str], hp: dict[str, str]) -> dict:
             "runPolicy": {"backoffLimit": 5, "cleanPodPolicy": "None",
                           "activeDeadlineSeconds": int(p["max_runtime_seconds"])},
             # Several workers: the operator injects TF_CONFIG, worker 0 acts as the chief.
-            "tfReplicaSpecs": {"Worker": {"replicas": int(p["workers"]), "restartPolicy": "ExitCode", "template": {"spec": {
-                "terminationGracePeriodSeconds": 120,
-                "containers": [_container("tensorflow", p["image"], args, p)]}}}},
+            "tfReplicaSpecs": {"Worker": {"replicas": int(p["workers"]), "restartPolicy": "ExitCode", "template": {
+                "spec": _pod([_container("tensorflow", p["image"], args, p)], terminationGracePeriodSeconds=120)}}},
         },
     }
 
@@ -164,9 +176,9 @@ def k8s_tfrecords(p: dict[str, str], hp: dict[str, str]) -> dict:
     return {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"{p['name']}-tfrecords"},
         "spec": {"completionMode": "Indexed", "completions": shards, "parallelism": shards,
-                 "backoffLimitPerIndex": 2, "maxFailedIndexes": 0, "template": {"spec": {
-                     "restartPolicy": "Never", "terminationGracePeriodSeconds": 60,
-                     "containers": [_container("tfrecords", p["tfrecords_image"], args, p)]}}},
+                 "backoffLimitPerIndex": 2, "maxFailedIndexes": 0, "template": {"spec": _pod(
+                     [_container("tfrecords", p["tfrecords_image"], args, p)], restartPolicy="Never",
+                     terminationGracePeriodSeconds=60)}},
     }
 
 
@@ -240,9 +252,66 @@ def _check_sagemaker(spec: dict) -> list[str]:
     return problems
 
 
+def pod_specs(spec: Any, where: str = "") -> list[tuple[str, dict]]:
+    """Every pod spec in a Kubernetes object (a Job's, each TFJob replica's, a JobSet's ...), with its path."""
+    found = []
+    if isinstance(spec, dict):
+        if isinstance(spec.get("containers"), list):
+            found.append((where or ".", spec))
+        for key, value in spec.items():
+            found += pod_specs(value, f"{where}.{key}" if where else key)
+    elif isinstance(spec, list):
+        for i, value in enumerate(spec):
+            found += pod_specs(value, f"{where}[{i}]")
+    return found
+
+
+# What the "restricted" Pod Security Standard allows (kubernetes.io/docs/concepts/security/pod-security-standards).
+_RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                       "projected", "secret"}
+
+
+def _restricted(where: str, pod: dict) -> list[str]:
+    """How ``pod`` falls short of the restricted standard, and of our rule that it names its user and group."""
+    problems = []
+    pod_context = pod.get("securityContext") or {}
+    for key in ("runAsUser", "runAsGroup", "fsGroup"):
+        if not isinstance(pod_context.get(key), int) or isinstance(pod_context.get(key), bool) \
+                or pod_context[key] <= 0:
+            problems.append(f"{where}.securityContext.{key}: a numeric non-root id, found {pod_context.get(key)!r}")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            problems.append(f"{where}.{key}: not allowed")
+    for volume in pod.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if not kinds <= _RESTRICTED_VOLUMES:
+            problems.append(f"{where}.volumes.{volume.get('name')}: {', '.join(sorted(kinds))} not allowed")
+    for group in ("initContainers", "containers", "ephemeralContainers"):
+        for container in pod.get(group) or []:
+            at = f"{where}.{group}[{container.get('name')}]"
+            context = {**pod_context, **(container.get("securityContext") or {})}  # the container's wins
+            if context.get("runAsNonRoot") is not True:
+                problems.append(f"{at}: runAsNonRoot must be true")
+            if context.get("runAsUser") == 0:
+                problems.append(f"{at}: runAsUser must not be 0")
+            if (context.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+                problems.append(f"{at}: seccompProfile.type must be RuntimeDefault or Localhost")
+            own = container.get("securityContext") or {}
+            if own.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{at}: allowPrivilegeEscalation must be false")
+            if own.get("privileged"):
+                problems.append(f"{at}: privileged is not allowed")
+            capabilities = own.get("capabilities") or {}
+            if "ALL" not in (capabilities.get("drop") or []):
+                problems.append(f"{at}: capabilities.drop must include ALL")
+            if set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}:
+                problems.append(f"{at}: capabilities.add may hold only NET_BIND_SERVICE")
+    return problems
+
+
 def _check_kubernetes(platform: str, spec: dict) -> list[str]:
     objects = [spec]
-    problems = []
+    problems = [problem for where, pod in pod_specs(spec) for problem in _restricted(where, pod)]
     if platform == "kubeflow":
         # The TFJob is a custom resource: its pod templates are checked as the Pods they become.
         for role, replica in spec["spec"]["tfReplicaSpecs"].items():

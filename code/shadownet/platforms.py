@@ -66,14 +66,20 @@ def _sagemaker(env: Mapping[str, str], root: Path) -> Platform:
     checkpoint_config = ml / "input/config/checkpointconfig.json"
     if checkpoint_config.is_file():
         checkpoints = Path(_read_json(checkpoint_config).get("LocalPath") or checkpoints)
+    failure_file = ml / "output/failure"
+    try:
+        settings = _hyperparameters(ml / "input/config/hyperparameters.json")
+    except ShadownetError as exc:  # still a SageMaker job: the reason goes to its failure file (cli.main)
+        exc.platform = Platform("sagemaker", failure_file=failure_file)
+        raise
     return Platform(
         "sagemaker",
         tfrecords_dir=env.get("SM_CHANNEL_TRAIN") or str(ml / "input/data/train"),
         model_dir=str(checkpoints),
         export_dir=env.get("SM_MODEL_DIR") or str(ml / "model"),
         report_dir=env.get("SM_OUTPUT_DATA_DIR") or str(ml / "output/data"),
-        settings=_hyperparameters(ml / "input/config/hyperparameters.json"),
-        failure_file=ml / "output/failure",
+        settings=settings,
+        failure_file=failure_file,
     )
 
 
