@@ -71,7 +71,7 @@ OUTPUT_MOUNT = -v $(abspath $(OUTPUT_DIR)):/data/output
 LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train lint lock clean clean-docker \
+.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy lint lock clean clean-docker \
 	base-image build build-tfrecords build-cpu build-gpu tfrecords train train-gpu evaluate export train-local submit
 
 help: ## list the targets

@@ -80,6 +80,7 @@ def _sagemaker(env: Mapping[str, str], root: Path) -> Platform:
         report_dir=env.get("SM_OUTPUT_DATA_DIR") or str(ml / "output/data"),
         settings=settings,
         failure_file=failure_file,
+        grace_seconds=120.0,
     )
 
 
