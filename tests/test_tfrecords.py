@@ -166,9 +166,9 @@ def big_dataset(tmp_path):
     base = [cv2.imencode(".jpg", text_image(w, 96))[1].tobytes() for w in words(20, seed=7)]
     labels = words(20, seed=7)
     (ds.root / "img").mkdir()
-    for i in range(3000):
+    for i in range(12_000):
         (ds.root / "img" / f"{i}.jpg").write_bytes(base[i % 20])
-        ds.add("Train" if i < 2700 else "Test", f"img/{i}.jpg {labels[i % 20]}")
+        ds.add("Train" if i < 10_800 else "Test", f"img/{i}.jpg {labels[i % 20]}")
     return ds.write()
 
 
