@@ -28,8 +28,8 @@ SDK_PYTHON = Path(os.environ.get("SAGEMAKER_SDK_PYTHON", REPO / ".venv-sagemaker
 DRIVER = Path(__file__).with_name("sagemaker_local_job.py")
 NETWORK = "sagemaker-local"
 # Obviously fake: local mode hands the session's credentials to the container, and needs some.
-FAKE_AWS = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLELOCALMODE",
-            "AWS_SECRET_ACCESS_KEY": "fake-secret-for-sagemaker-local-mode", "AWS_EC2_METADATA_DISABLED": "true"}
+FAKE_AWS = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true"}
 CLOSED_PORT = "http://127.0.0.1:9"  # discard: any HTTP(S) request the SDK tried would fail here, at once
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
 
