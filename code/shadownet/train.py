@@ -47,7 +47,7 @@ from .charset import Charset
 from .config import TrainConfig, save as save_config
 from .errors import ShadownetError
 from .fileio import write_text_atomic
-from .trainer import FLOOR, Schedule, Trainer, make_optimizer, resolve_precision, set_precision  # noqa: F401
+from .trainer import FLOOR, Trainer, make_optimizer, resolve_precision, set_precision  # noqa: F401
 
 CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"

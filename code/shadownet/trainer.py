@@ -73,9 +73,7 @@ def make_optimizer(config: TrainConfig, replicas: int = 1) -> keras.optimizers.O
 
 
 def set_precision(mode: str) -> None:
-    """Keras' dtype policy is process-wide; set it before any model is built (``auto``: see ``precision``)."""
-    if mode == "auto":
-        mode = precision.choose(mode, precision.detect())
+    """Keras' dtype policy is process-wide; set it before any model is built (``mode`` resolved, not ``auto``)."""
     keras.mixed_precision.set_global_policy({"off": "float32", "bfloat16": "mixed_bfloat16",
                                              "float16": "mixed_float16"}[mode])
 
@@ -106,6 +104,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, charset: Charset, model_dir: Path,
                  strategy: tf.distribute.Strategy | None = None):
+        config = resolve_precision(config)
         self.config, self.charset, self.model_dir = config, charset, Path(model_dir)
         self.strategy = strategy or tf.distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
