@@ -218,7 +218,10 @@ class _Run:
         warmup = int(schedule.warmup.numpy())
         if not self.planned and first_step == 0:  # warm-up is planned once, before it is over
             warmup = warmup_for(horizon, self.config.warmup_steps)
-        schedule.plan(warmup, horizon)
+        # The schedule counts the optimizer's updates: under float16 loss scaling, steps whose gradients
+        # overflowed made none, so the horizon in updates is that many lower.
+        skipped = step - int(self.trainer.optimizer.iterations.numpy())
+        schedule.plan(warmup, horizon - skipped)
         if not self.planned:
             self.log(f"time budget: about {horizon} steps fit in {self.config.max_train_seconds:.0f} s "
                      f"({self.budget.step_time:.3f} s a step); learning rate warms up over {warmup} steps "
