@@ -10,8 +10,10 @@ OUTPUT_DIR ?= output
 DEMO_COUNT ?= 2000
 DEMO_KIND ?= lines
 SEED ?= 0
-MODEL ?= shadownet_small
-TRAIN_STEPS ?= 150
+# The demo's training settings: configs/demo.yaml. MODEL / TRAIN_STEPS (empty: the config's) override two of them.
+CONFIG ?= configs/demo.yaml
+MODEL ?=
+TRAIN_STEPS ?=
 MODEL_DIR ?= $(OUTPUT_DIR)/model
 EXPORT_DIR ?= $(OUTPUT_DIR)/export
 PYTEST_ARGS ?=
@@ -22,7 +24,7 @@ BENCH_ARGS ?=
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' code/shadownet/__init__.py)
 IMAGE_PREFIX ?= shadownet
 TAG ?= $(or $(VERSION),latest)
-# Empty: the Dockerfiles' default, the official python:3.11-slim-bookworm pinned by digest.
+# Empty: the Dockerfile's default, the official python:3.11-slim-bookworm pinned by digest.
 BASE_IMAGE ?=
 # The debootstrap base of `make base-image`, for machines that reach no container registry.
 LOCAL_BASE_IMAGE ?= $(IMAGE_PREFIX)/base:bookworm-py311
@@ -43,14 +45,15 @@ DOCKER_USER ?= $(shell id -u):$(shell id -g)
 GPU_FLAGS ?= --gpus all
 # Extra arguments of `shadownet tfrecords` / `shadownet train` in the run targets.
 TFRECORDS_ARGS ?=
-TRAIN_ARGS ?= --batch-size 32 --warmup-steps 50 --eval-every 50 --log-every 25
+TRAIN_ARGS ?=
 # make train-local: SageMaker's /opt/ml on local folders; its hyperparameters, all strings as SageMaker passes them
+# (empty: CONFIG with MODEL / TRAIN_STEPS, converted by the CPU image)
 SM_DIR ?= $(OUTPUT_DIR)/opt_ml
-SM_HYPERPARAMETERS ?= {"model": "$(MODEL)", "train_steps": "$(TRAIN_STEPS)", "batch_size": "32", "warmup_steps": "50", "eval_every": "50", "log_every": "25"}
+SM_HYPERPARAMETERS ?=
 # make submit
 PLATFORM ?= sagemaker
 SUBMIT_ARGS ?=
-# The classic builder (Debian's docker.io has no BuildKit); the Dockerfiles use nothing BuildKit-only.
+# The classic builder (Debian's docker.io has no BuildKit); the Dockerfile uses nothing BuildKit-only.
 export DOCKER_BUILDKIT ?= 0
 
 BIN := $(VENV)/bin
@@ -68,6 +71,10 @@ REVISION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 CREATED := $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 DOCKER_RUN = $(DOCKER) run --rm --init --network host --user $(DOCKER_USER) $(DOCKER_FLAGS)
 OUTPUT_MOUNT = -v $(abspath $(OUTPUT_DIR)):/data/output
+# CONFIG's folder, read-only, for the containers; the flags that override it
+CONFIG_MOUNT = -v $(abspath $(dir $(CONFIG))):/data/configs:ro
+IMAGE_CONFIG = /data/configs/$(notdir $(CONFIG))
+OVERRIDES = $(if $(MODEL),--model $(MODEL)) $(if $(TRAIN_STEPS),--train-steps $(TRAIN_STEPS))
 LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
@@ -79,7 +86,7 @@ help: ## list the targets
 	@echo "Variables (make VAR=value): DATA_DIR=$(DATA_DIR) OUTPUT_DIR=$(OUTPUT_DIR) IMAGE_PREFIX=$(IMAGE_PREFIX)"
 	@echo "  TAG=$(TAG) BASE_IMAGE=$(BASE_IMAGE) USE_LOCAL_BASE=$(USE_LOCAL_BASE) PIP_SOURCE=$(PIP_SOURCE)"
 	@echo "  EXTRA_CA=$(EXTRA_CA) DOCKER=$(DOCKER) DOCKER_FLAGS=$(DOCKER_FLAGS) DOCKER_USER=$(DOCKER_USER)"
-	@echo "  TRAIN_STEPS=$(TRAIN_STEPS) MODEL=$(MODEL) TRAIN_ARGS=$(TRAIN_ARGS)"
+	@echo "  CONFIG=$(CONFIG) TRAIN_STEPS=$(TRAIN_STEPS) MODEL=$(MODEL) TRAIN_ARGS=$(TRAIN_ARGS)"
 
 # The venv installs the locked versions of the training image first (requirements/dev.txt), so that tests
 # on the host run what the images run; the second install adds anything pyproject.toml gained since.
@@ -117,8 +124,8 @@ demo: $(STAMP) sample ## the whole job on the sample: validate, TFRecords, train
 	$(SHADOWNET) validate --dataset-dir $(DATA_DIR) --report $(OUTPUT_DIR)/validation.json
 	$(SHADOWNET) tfrecords --dataset-dir $(DATA_DIR) --save-dir $(OUTPUT_DIR)/records --seed $(SEED)
 	$(SHADOWNET) inspect --tfrecords-dir $(OUTPUT_DIR)/records
-	$(SHADOWNET) train --tfrecords-dir $(OUTPUT_DIR)/records --model-dir $(MODEL_DIR) --model $(MODEL) \
-		--train-steps $(TRAIN_STEPS) --batch-size 32 --warmup-steps 50 --eval-every 50 --log-every 25
+	$(SHADOWNET) train --tfrecords-dir $(OUTPUT_DIR)/records --model-dir $(MODEL_DIR) --config $(CONFIG) \
+		$(OVERRIDES) $(TRAIN_ARGS)
 	$(SHADOWNET) evaluate --tfrecords-dir $(OUTPUT_DIR)/records --model-dir $(MODEL_DIR) \
 		--report $(OUTPUT_DIR)/evaluation.json
 	rm -rf $(EXPORT_DIR)
@@ -172,15 +179,16 @@ lock: $(TOOLS_STAMP) ## regenerate the hash-locked requirements/*.txt (LOCK_FLAG
 base-image: ## build LOCAL_BASE_IMAGE: Debian bookworm + Python 3.11 by debootstrap (root, no registry needed)
 	Dockerfiles/scripts/base-image.sh $(LOCAL_BASE_IMAGE) $(DOCKER)
 
-# $(call docker_build,NAME): wheelhouse, staged context, then `docker build` of Dockerfiles/NAME.Dockerfile.
+# $(call docker_build,NAME,IMAGE): wheelhouse, staged context, then `docker build --target NAME` of
+# Dockerfiles/shadownet.Dockerfile (one final stage per image).
 define docker_build
 	wheels=; if [ "$(PIP_SOURCE)" = wheelhouse ]; then wheels=$(WHEELHOUSE)/$(1); \
 		Dockerfiles/scripts/wheelhouse.sh $$wheels requirements/$(1).txt requirements/build.txt; fi; \
 	Dockerfiles/scripts/context.sh build/docker/$(1) requirements/$(1).txt "$$wheels" "$(EXTRA_CA)"
 	base=$$(Dockerfiles/scripts/resolve-base.sh "$(BASE_IMAGE)" "$(USE_LOCAL_BASE)" "$(LOCAL_BASE_IMAGE)" \
-		Dockerfiles/$(1).Dockerfile $(DOCKER)); \
+		Dockerfiles/shadownet.Dockerfile $(DOCKER)); \
 	echo "building $(2) on $$base"; \
-	$(DOCKER) build --network host --force-rm -f Dockerfiles/$(1).Dockerfile -t $(2) \
+	$(DOCKER) build --network host --force-rm -f Dockerfiles/shadownet.Dockerfile --target $(1) -t $(2) \
 		--build-arg BASE_IMAGE="$$base" --build-arg PIP_SOURCE=$(PIP_SOURCE) --build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) $(DOCKER_BUILD_FLAGS) build/docker/$(1)
 	@$(DOCKER) image ls $(2)
@@ -202,13 +210,13 @@ tfrecords: $(DATA_DIR)/Train/sample.txt ## generation image: DATA_DIR (read-only
 	$(DOCKER_RUN) -v $(abspath $(DATA_DIR)):/data/data:ro $(OUTPUT_MOUNT) $(TFRECORDS_IMAGE) \
 		tfrecords --dataset-dir /data/data --save-dir /data/output/records --seed $(SEED) $(TFRECORDS_ARGS)
 
-train: ## CPU image: train MODEL for TRAIN_STEPS on OUTPUT_DIR/records -> OUTPUT_DIR/model (resumes)
-	$(DOCKER_RUN) $(OUTPUT_MOUNT) $(CPU_IMAGE) train --tfrecords-dir /data/output/records \
-		--model-dir /data/output/model --model $(MODEL) --train-steps $(TRAIN_STEPS) $(TRAIN_ARGS)
+train: ## CPU image: train with CONFIG on OUTPUT_DIR/records -> OUTPUT_DIR/model (resumes)
+	$(DOCKER_RUN) $(OUTPUT_MOUNT) $(CONFIG_MOUNT) $(CPU_IMAGE) train --tfrecords-dir /data/output/records \
+		--model-dir /data/output/model --config $(IMAGE_CONFIG) $(OVERRIDES) $(TRAIN_ARGS)
 
 train-gpu: ## the same in the GPU image, with GPU_FLAGS (--gpus all: needs the NVIDIA container toolkit)
-	$(DOCKER_RUN) $(GPU_FLAGS) $(OUTPUT_MOUNT) $(GPU_IMAGE) train --tfrecords-dir /data/output/records \
-		--model-dir /data/output/model --model $(MODEL) --train-steps $(TRAIN_STEPS) $(TRAIN_ARGS)
+	$(DOCKER_RUN) $(GPU_FLAGS) $(OUTPUT_MOUNT) $(CONFIG_MOUNT) $(GPU_IMAGE) train --tfrecords-dir /data/output/records \
+		--model-dir /data/output/model --config $(IMAGE_CONFIG) $(OVERRIDES) $(TRAIN_ARGS)
 
 evaluate: ## CPU image: evaluate OUTPUT_DIR/model on the test split -> OUTPUT_DIR/evaluation.json and .png
 	$(DOCKER_RUN) $(OUTPUT_MOUNT) $(CPU_IMAGE) evaluate --tfrecords-dir /data/output/records \
@@ -220,7 +228,9 @@ export: ## CPU image: export OUTPUT_DIR/model for TF Serving -> OUTPUT_DIR/expor
 
 train-local: ## CPU image exactly as SageMaker runs it: OUTPUT_DIR/opt_ml as /opt/ml, channel train = OUTPUT_DIR/records
 	mkdir -p $(SM_DIR)/input/config $(SM_DIR)/input/data $(SM_DIR)/model $(SM_DIR)/output $(SM_DIR)/checkpoints
-	printf '%s\n' '$(SM_HYPERPARAMETERS)' > $(SM_DIR)/input/config/hyperparameters.json
+	$(if $(SM_HYPERPARAMETERS),printf '%s\n' '$(SM_HYPERPARAMETERS)',$(DOCKER_RUN) $(CONFIG_MOUNT) --entrypoint python \
+		$(CPU_IMAGE) -m shadownet.config $(IMAGE_CONFIG) $(if $(MODEL),model=$(MODEL)) \
+		$(if $(TRAIN_STEPS),train_steps=$(TRAIN_STEPS))) > $(SM_DIR)/input/config/hyperparameters.json
 	rm -rf $(SM_DIR)/input/data/train && cp -r $(OUTPUT_DIR)/records $(SM_DIR)/input/data/train
 	$(DOCKER_RUN) -v $(abspath $(SM_DIR)):/opt/ml $(CPU_IMAGE) train
 

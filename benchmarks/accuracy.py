@@ -76,8 +76,8 @@ def run(kind: str, work: Path, train: int, test: int, seconds: float, seed: int)
 
 def parity(saved_model: Path, data: Path, report: dict) -> tuple[float, int]:
     """The export's word accuracy on the test images' files, and how many texts differ from ``evaluate``'s."""
-    from shadownet.annotations import TEST_FILE, AnnotationIndex
-    from shadownet.export import load
+    from shadownet.data.annotations import TEST_FILE, AnnotationIndex
+    from shadownet.learn.predict import load
 
     wrong = {example["source"]: example["prediction"] for example in report["worst_examples"]}
     if len(wrong) != report["num_samples"] - report["num_correct"]:

@@ -74,7 +74,7 @@ def original_writer(dataset_dir: Path, save_dir: Path, validation_ratio: float =
 
 
 def ours(dataset_dir: Path, save_dir: Path, workers: int) -> int:
-    from shadownet.tfrecords import TFRecordsConfig, run
+    from shadownet.data.write_records import TFRecordsConfig, run
 
     counts = run(TFRecordsConfig(dataset_dir, save_dir, workers=workers))["counts"]
     return sum(counts.values())
@@ -86,7 +86,7 @@ def measure(kind: str, dataset_dir: Path, save_dir: Path, workers: int) -> dict:
         import cv2  # noqa: F401  imports are not part of the writer's time
         import tensorflow  # noqa: F401
     else:
-        import shadownet.tfrecords  # noqa: F401
+        import shadownet.data.write_records  # noqa: F401
     start = time.perf_counter()
     images = original_writer(dataset_dir, save_dir) if kind == "original" else ours(dataset_dir, save_dir, workers)
     seconds = time.perf_counter() - start

@@ -40,13 +40,13 @@ def child(kind: str, work: Path, option: str) -> dict:
 
     records_dir = work / "records"
     if kind == "train":
-        from shadownet import pipeline, records
         from shadownet.config import TrainConfig
-        from shadownet.train import Trainer
+        from shadownet.learn import pipeline, read_records
+        from shadownet.learn.trainer import Trainer
 
         config = TrainConfig(model="shadownet", input_mode="fixed", batch_size=64, mixed_precision=option,
                              augment=False)
-        trainer = Trainer(config, records.charset_of(records.read_manifest(records_dir)), work / f"m-{option}")
+        trainer = Trainer(config, read_records.charset_of(read_records.read_manifest(records_dir)), work / f"m-{option}")
         batches = [b for b in pipeline.train_dataset(records_dir, config).take(4)]
         for inputs, targets in batches[:2]:  # trace and warm up
             trainer.train_step(inputs, targets)
@@ -58,8 +58,8 @@ def child(kind: str, work: Path, option: str) -> dict:
             rates.append(len(batches) * config.batch_size / (time.perf_counter() - start))
         return {"images_per_s": round(max(rates), 1), "batch_size": config.batch_size}
     if kind == "pipeline":
-        from shadownet import pipeline
         from shadownet.config import TrainConfig
+        from shadownet.learn import pipeline
 
         config = TrainConfig(batch_size=64)  # keep_ratio, augmentation on: the default training input
         dataset = pipeline.train_dataset(records_dir, config)

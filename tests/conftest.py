@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from shadownet.charset import Charset
+from shadownet.data.charset import Charset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 import pytest
 
-from shadownet.annotations import AnnotationIndex, LineError, parse_line
+from shadownet.data.annotations import AnnotationIndex, LineError, parse_line
 from shadownet.errors import DataError
 
 

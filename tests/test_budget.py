@@ -6,11 +6,13 @@ import re
 
 import pytest
 
-from shadownet import cli, precision
-from shadownet.budget import Budget, warmup_for
+from shadownet import cli
 from shadownet.config import TrainConfig
-from shadownet.precision import Hardware
-from shadownet.train import FLOOR, train
+from shadownet.learn import precision
+from shadownet.learn.budget import Budget, warmup_for
+from shadownet.learn.precision import Hardware
+from shadownet.learn.train import train
+from shadownet.learn.trainer import FLOOR
 
 from conftest import word_records
 

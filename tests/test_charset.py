@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from shadownet.charset import PRESETS, Charset
+from shadownet.data.charset import PRESETS, Charset
 from shadownet.errors import DataError
 
 from conftest import REPO, Dataset, run_cli

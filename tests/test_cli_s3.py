@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shadownet.storage import ObjectStore, S3Url, StorageConfig
+from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig
 
 from conftest import Dataset, run_cli, tree_digest, words
 

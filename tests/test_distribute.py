@@ -26,9 +26,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shadownet import ctc, distribute, model as shadownet_model, pipeline
 from shadownet.config import TrainConfig, coerce
-from shadownet.train import load_model, make_optimizer
+from shadownet.learn import ctc, distribute, pipeline
+from shadownet.learn import model as shadownet_model
+from shadownet.learn.run_dir import load_model
+from shadownet.learn.trainer import make_optimizer
 
 from conftest import run_cli, word_records
 
@@ -48,7 +50,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
 tf.config.experimental.enable_op_determinism()
 
-from shadownet import cli, distribute
+from shadownet import cli
+from shadownet.learn import distribute
 
 if replicas > 1:
     create = distribute.create
@@ -164,9 +167,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 tf.config.experimental.enable_op_determinism()
 
-from shadownet import distribute, pipeline, records
+from shadownet.learn import distribute, pipeline, read_records
 from shadownet.config import TrainConfig
-from shadownet.train import Trainer
+from shadownet.learn.trainer import Trainer
 
 
 
@@ -176,7 +179,7 @@ def largest_difference(first, second):
 
 records_dir, work = sys.argv[1], sys.argv[2]
 config = TrainConfig(model="shadownet_small", batch_size=2, augment=False, warmup_steps=1, mixed_precision="off")
-charset = records.charset_of(records.read_manifest(records_dir))
+charset = read_records.charset_of(read_records.read_manifest(records_dir))
 inputs, targets = next(iter(pipeline.eval_dataset(records_dir, "validation", config, batch_size=3)))
 batch = (inputs, {"label": targets["label"], "label_length": targets["label_length"]})
 

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shadownet import ctc, export, model as shadownet_model, pipeline, records, train
 from shadownet.config import TrainConfig
+from shadownet.data.images import ImageGeometry
+from shadownet.data.record_format import IMAGE_ENCODED, IMAGE_SOURCE
 from shadownet.errors import DataError, ShadownetError
-from shadownet.images import ImageGeometry
-from shadownet.metrics import edit_distance
-from shadownet.tfrecord_format import IMAGE_ENCODED, IMAGE_SOURCE
+from shadownet.learn import ctc, export, pipeline, predict, read_records, run_dir, train
+from shadownet.learn import model as shadownet_model
+from shadownet.learn.metrics import edit_distance
 
 from conftest import Dataset, run_cli, text_image, words
 
@@ -64,7 +65,7 @@ def lively_dir(records_dir, trained_dir) -> Path:
     model_dir.mkdir()
     for name in ("config.json", "charset.json"):
         shutil.copy(trained_dir / name, model_dir / name)
-    model, config, _ = train.load_model(trained_dir)
+    model, config, _ = run_dir.load_model(trained_dir)
     inputs, _ = next(iter(pipeline.eval_dataset(records_dir, "train", config, batch_size=16)))
     features = keras.Model(model.inputs, model.get_layer("bilstm2").output)(inputs).numpy()
     mean = features.reshape(-1, features.shape[-1]).mean(0)
@@ -91,7 +92,7 @@ def loaded(version_dir: Path):
 
 @functools.cache
 def trained_model(model_dir: Path):
-    return train.load_model(model_dir)
+    return run_dir.load_model(model_dir)
 
 
 def serve(version_dir: Path, images: list[bytes]) -> tuple[list[str], np.ndarray]:
@@ -140,11 +141,11 @@ def test_layout_versions_and_refusal(trained_dir, tmp_path):
         export.export(trained_dir, tmp_path, version=0)
     assert sorted(p.name for p in (tmp_path / "shadownet").iterdir()) == [".3.stale.partial", "1", "2"]
 
-    predictor = export.load(tmp_path / "shadownet")  # the <name> folder: its highest version
+    predictor = predict.load(tmp_path / "shadownet")  # the <name> folder: its highest version
     assert predictor.path == second and predictor.metadata["version"] == 2
-    assert export.load(first).path == first
+    assert predict.load(first).path == first
     with pytest.raises(ShadownetError):
-        export.load(tmp_path / "nothing")
+        predict.load(tmp_path / "nothing")
 
 
 def test_failed_export_leaves_no_version(trained_dir, tmp_path, monkeypatch):
@@ -174,8 +175,8 @@ def training_results(model_dir: Path, records_dir: Path, split: str) -> dict[str
 
 
 def record_images(records_dir: Path, split: str) -> tuple[list[str], list[bytes]]:
-    features = {k: records.FEATURES[k] for k in (IMAGE_ENCODED, IMAGE_SOURCE)}
-    parsed = [tf.io.parse_single_example(r, features) for r in records.raw_split(records_dir, split)]
+    features = {k: read_records.FEATURES[k] for k in (IMAGE_ENCODED, IMAGE_SOURCE)}
+    parsed = [tf.io.parse_single_example(r, features) for r in read_records.raw_split(records_dir, split)]
     return [p[IMAGE_SOURCE].numpy().decode() for p in parsed], [p[IMAGE_ENCODED].numpy() for p in parsed]
 
 
@@ -269,7 +270,7 @@ def test_fixed_input_mode(lively_dir, tmp_path):
 
 
 def test_predictor(exports):
-    predictor = export.load(exports["lively"].parent)
+    predictor = predict.load(exports["lively"].parent)
     images = odd_images()
     results = predictor.predict(images, batch_size=2)  # three calls, results in order
     texts, confidences = serve(exports["lively"], images)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shadownet import inference, model as shadownet_model
 from shadownet.errors import ShadownetError
+from shadownet.learn import inference
+from shadownet.learn import model as shadownet_model
 
 WIDTHS = [100, 37, 64, 93, 8]
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shadownet import jobs
+from shadownet.cloud import jobs
 from shadownet.errors import ShadownetError
 
 from conftest import REPO, Dataset, run_cli, words

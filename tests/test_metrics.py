@@ -10,8 +10,15 @@ import pytest
 from PIL import Image
 
 from shadownet.errors import DataError
-from shadownet.lexicon import Lexicon
-from shadownet.metrics import RIGHT_COLOUR, WRONG_COLOUR, Prediction, edit_distance, summarize, write_grid
+from shadownet.learn.lexicon import Lexicon
+from shadownet.learn.metrics import (
+    RIGHT_COLOUR,
+    WRONG_COLOUR,
+    Prediction,
+    edit_distance,
+    summarize,
+    write_grid,
+)
 
 
 def brute_distance(a: str, b: str) -> int:

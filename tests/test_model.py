@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shadownet import ctc, model
-from shadownet.charset import Charset
 from shadownet.config import TrainConfig, coerce, load
+from shadownet.data.charset import Charset
 from shadownet.errors import ShadownetError
+from shadownet.learn import ctc, model
 
 CHARSET = Charset.from_preset("digits_lower")
 

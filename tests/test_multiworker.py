@@ -37,8 +37,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shadownet import records
-from shadownet.tfrecord_format import IMAGE_SOURCE
+from shadownet.data.record_format import IMAGE_SOURCE
+from shadownet.learn import read_records
 
 from conftest import word_records
 
@@ -286,15 +286,15 @@ def sharded_records(tmp_path_factory):
 
 
 def sources(records_dir, shard) -> list[str]:
-    raw = records.raw_split(records_dir, "train", shard=shard)
-    return [tf.io.parse_single_example(r, records.FEATURES)[IMAGE_SOURCE].numpy().decode() for r in raw]
+    raw = read_records.raw_split(records_dir, "train", shard=shard)
+    return [tf.io.parse_single_example(r, read_records.FEATURES)[IMAGE_SOURCE].numpy().decode() for r in raw]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [2, 3, 4, 5])
 def test_workers_read_disjoint_parts_that_cover_the_split(sharded_records, workers):
     everything = sources(sharded_records, (0, 1))
-    files = records.split_files(sharded_records, "train")
+    files = read_records.split_files(sharded_records, "train")
     assert len(files) == 3
     parts = [sources(sharded_records, (i, workers)) for i in range(workers)]
     assert sorted(sum(parts, [])) == sorted(everything)  # disjoint and complete
@@ -308,5 +308,5 @@ def test_workers_read_disjoint_parts_that_cover_the_split(sharded_records, worke
 
 
 def sources_of_file(path: str) -> list[str]:
-    return [tf.io.parse_single_example(r, records.FEATURES)[IMAGE_SOURCE].numpy().decode()
+    return [tf.io.parse_single_example(r, read_records.FEATURES)[IMAGE_SOURCE].numpy().decode()
             for r in tf.data.TFRecordDataset(path)]

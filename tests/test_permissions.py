@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from shadownet.cloud.platforms import detect
 from shadownet.errors import AccessError, ShadownetError, access_error
-from shadownet.platforms import detect
 
 from conftest import Dataset, words
 

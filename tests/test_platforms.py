@@ -7,8 +7,8 @@ import json
 import pytest
 
 from shadownet import config as shadownet_config
+from shadownet.cloud.platforms import Platform, detect, gcs_path, pick, write_failure
 from shadownet.errors import ShadownetError
-from shadownet.platforms import Platform, detect, gcs_path, pick, write_failure
 
 
 def sagemaker_tree(root, hyperparameters: dict | str, checkpoint_path: str | None = None):
@@ -112,7 +112,13 @@ def test_precedence_flags_over_platform_over_config_file_over_defaults(tmp_path)
 
 # -- several training machines: TF_CONFIG, Vertex AI's CLUSTER_SPEC, SageMaker's hosts --------------------------
 
-from shadownet.platforms import Cluster, cluster, parse_tf_config, parse_vertex_cluster_spec, sagemaker_cluster
+from shadownet.cloud.platforms import (
+    Cluster,
+    cluster,
+    parse_tf_config,
+    parse_vertex_cluster_spec,
+    sagemaker_cluster,
+)
 
 
 def test_kubeflow_tf_config_without_a_chief_makes_worker_0_the_chief():

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 import os
+from pathlib import Path
 
 import pytest
 
+from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig, is_remote
 from shadownet.errors import ShadownetError
-from shadownet.storage import ObjectStore, S3Url, StorageConfig, is_remote
 
 from s3server import Fault
 
@@ -132,7 +132,7 @@ def test_unreachable_endpoint(tmp_path):
 
 
 def test_staging_passes_local_paths_through_and_mirrors_remote_ones(s3, bucket, tmp_path):
-    from shadownet.storage import Staging
+    from shadownet.cloud.storage import Staging
 
     staging = Staging(tmp_path / "scratch", store(s3))
     assert staging.input_dir(tmp_path / "local") == tmp_path / "local"
@@ -153,7 +153,7 @@ def test_staging_passes_local_paths_through_and_mirrors_remote_ones(s3, bucket, 
 
 
 def test_a_run_folder_syncs_changes_state_file_last_and_drops_old_checkpoints(s3, bucket, tmp_path):
-    from shadownet.storage import Staging
+    from shadownet.cloud.storage import Staging
 
     remote = f"s3://{bucket}/run"
     staging = Staging(tmp_path / "scratch", store(s3))

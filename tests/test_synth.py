@@ -10,9 +10,16 @@ import cv2
 import numpy as np
 import pytest
 
-from shadownet.charset import Charset
+from shadownet.data.charset import Charset
+from shadownet.data.synth import (
+    KINDS,
+    SynthConfig,
+    generate,
+    holdout_mask,
+    image_relpath,
+    render,
+)
 from shadownet.errors import ShadownetError
-from shadownet.synth import KINDS, SynthConfig, generate, holdout_mask, image_relpath, render
 
 PRESET = Charset.from_preset("digits_lower")
 

@@ -13,26 +13,27 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shadownet import records, tfrecord_format
-from shadownet.images import ImageGeometry
-from shadownet.tfrecords import TFRecordsConfig, run
+from shadownet.data import record_format
+from shadownet.data.images import ImageGeometry
+from shadownet.data.write_records import TFRecordsConfig, run
+from shadownet.learn import read_records
 
 from conftest import Dataset, run_cli, text_image, tree_digest, words
 
 
 def read_split(save_dir, split):
-    return list(records.load_split(save_dir, split).as_numpy_iterator())
+    return list(read_records.load_split(save_dir, split).as_numpy_iterator())
 
 
 def test_round_trip_through_tf_data(tmp_path, good_dataset):
     save = tmp_path / "records"
     run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, "--image-format", "png",
             "--validation-ratio", "0.2", "--seed", "3", check=True)
-    manifest = records.read_manifest(save)
+    manifest = read_records.read_manifest(save)
     assert manifest["counts"] == {"train": 24, "validation": 6, "test": 8}
     assert manifest["case"] == {"policy": "auto", "lowercase": True}
     assert manifest["charset"]["blank_index"] == 36 and manifest["charset"]["num_classes"] == 37
-    charset = records.charset_of(manifest)
+    charset = read_records.charset_of(manifest)
 
     lines = {}
     for split in ("Train", "Test"):
@@ -74,7 +75,7 @@ def test_manifest_describes_the_files_exactly(tmp_path, good_dataset):
         for f in info["files"]:
             data = (save / f["name"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"]
-            assert len(list(tfrecord_format.read_file(save / f["name"]))) == f["records"]
+            assert len(list(record_format.read_file(save / f["name"]))) == f["records"]
 
 
 def test_sharded_output_holds_the_same_records(tmp_path, good_dataset):
@@ -82,20 +83,20 @@ def test_sharded_output_holds_the_same_records(tmp_path, good_dataset):
     run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", one, check=True)
     run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", three, "--shards", "3", check=True)
     for split in ("train", "validation", "test"):
-        whole = list(tfrecord_format.read_file(one / f"{split}_feature.tfrecords"))
-        parts = [r for k in range(3) for r in tfrecord_format.read_file(
-            three / tfrecord_format.shard_name(split, k, 3))]
+        whole = list(record_format.read_file(one / f"{split}_feature.tfrecords"))
+        parts = [r for k in range(3) for r in record_format.read_file(
+            three / record_format.shard_name(split, k, 3))]
         assert parts == whole  # contiguous blocks, in the same order
 
 
 def test_our_bytes_are_what_tensorflow_writes(tmp_path):
-    example = tfrecord_format.text_line_example(b"\x89PNG..", "png", 57, 32, "a/b c.png", [3, 0, 35, 3], "3az3")
+    example = record_format.text_line_example(b"\x89PNG..", "png", 57, 32, "a/b c.png", [3, 0, 35, 3], "3az3")
     parsed = tf.train.Example.FromString(example).features.feature
     assert parsed["label/ids"].int64_list.value == [3, 0, 35, 3]
     assert parsed["image/source"].bytes_list.value == [b"a/b c.png"]
     with tf.io.TFRecordWriter(str(tmp_path / "tf.tfrecords")) as writer:
         writer.write(example)
-    assert (tmp_path / "tf.tfrecords").read_bytes() == tfrecord_format.frame(example)
+    assert (tmp_path / "tf.tfrecords").read_bytes() == record_format.frame(example)
 
 
 def test_fixed_mode_is_100_by_32(tmp_path, good_dataset):
@@ -103,7 +104,7 @@ def test_fixed_mode_is_100_by_32(tmp_path, good_dataset):
     run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, "--input-mode", "fixed", check=True)
     shapes = {example["image"].shape for example in read_split(save, "train")}
     assert shapes == {(32, 100, 3)}
-    assert records.read_manifest(save)["image"]["width"] == 100
+    assert read_records.read_manifest(save)["image"]["width"] == 100
 
 
 def test_height_32_jpeg_is_stored_without_re_encoding(tmp_path):
@@ -121,7 +122,7 @@ def test_height_32_jpeg_is_stored_without_re_encoding(tmp_path):
 def test_records_are_much_smaller_than_raw_pixels(tmp_path, good_dataset):
     save = tmp_path / "out"
     run_cli("tfrecords", "--dataset-dir", good_dataset, "--save-dir", save, "--input-mode", "fixed", check=True)
-    manifest = records.read_manifest(save)
+    manifest = read_records.read_manifest(save)
     total = sum(f["bytes"] for s in manifest["splits"].values() for f in s["files"])
     assert total / sum(manifest["counts"].values()) < 0.5 * 100 * 32 * 3
 
@@ -203,11 +204,11 @@ def test_reader_refuses_an_incomplete_directory(tmp_path):
     from shadownet.errors import DataError
 
     with pytest.raises(DataError, match="manifest.json: not found"):
-        records.load_split(tmp_path, "train")
+        read_records.load_split(tmp_path, "train")
 
 
 def test_large_jpeg_is_decoded_at_reduced_size_cleanly(tmp_path):
-    from shadownet.images import decode, jpeg_height
+    from shadownet.data.images import decode, jpeg_height
 
     big = text_image("reduce", 128)
     data = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()

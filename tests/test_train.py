@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shadownet import pipeline
 from shadownet.config import TrainConfig
 from shadownet.errors import ShadownetError
-from shadownet.train import Trainer, load_model, train
+from shadownet.learn import pipeline
+from shadownet.learn.run_dir import load_model
+from shadownet.learn.train import train
+from shadownet.learn.trainer import Trainer
 
 from conftest import run_cli, word_records, words
 

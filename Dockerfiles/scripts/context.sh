@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stages the build context of one image in DIR: a small folder with only what its Dockerfile copies, so that
+# Stages the build context of one image in DIR: a small folder with only what the Dockerfile copies, so that
 # no image build sends another image's wheels (the GPU wheelhouse is several GB) or the repository's data.
 #
 #   Dockerfiles/scripts/context.sh DIR REQUIREMENTS [WHEELHOUSE] [EXTRA_CA]
@@ -7,7 +7,8 @@
 #   DIR/requirements.txt        the image's lock file          DIR/build-requirements.txt  requirements/build.txt
 #   DIR/wheels/                 hard links into WHEELHOUSE (empty without one: PIP_SOURCE=index)
 #   DIR/ca/                     EXTRA_CA as extra.crt (build stage only), else empty
-#   DIR/src/                    pyproject.toml, README.md, code/ (the package source)
+#   DIR/src/                    pyproject.toml, README.md, code/ (the package source), configs/ (shipped in
+#                               the package as shadownet/configs, see pyproject.toml)
 #   DIR/scripts/install.sh
 # Run from the repository root.
 set -euo pipefail
@@ -22,7 +23,7 @@ mkdir -p "$dir/wheels" "$dir/ca" "$dir/src" "$dir/scripts"
 cp "$requirements" "$dir/requirements.txt"
 cp requirements/build.txt "$dir/build-requirements.txt"
 cp Dockerfiles/scripts/install.sh "$dir/scripts/"
-tar -c --exclude=__pycache__ --exclude='*.egg-info' pyproject.toml README.md code | tar -x -C "$dir/src"
+tar -c --exclude=__pycache__ --exclude='*.egg-info' pyproject.toml README.md code configs | tar -x -C "$dir/src"
 if [[ -n $wheelhouse ]]; then
   # Hard links cost no space; a wheelhouse on another file system is copied.
   cp -al "$wheelhouse/." "$dir/wheels/" 2>/dev/null || cp -a "$wheelhouse/." "$dir/wheels/"

@@ -14,30 +14,52 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from . import choices
 from .errors import ShadownetError
 
+# The settings that take one of a list of values (the lists live in choices.py).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("shadownet", "shadownet_small"),
-    "input_mode": ("keep_ratio", "fixed"),
-    "optimizer": ("adam", "adadelta"),
-    "lr_schedule": ("cosine", "constant"),
-    "mixed_precision": ("auto", "off", "bfloat16", "float16"),
-    "best_metric": ("word_accuracy", "char_error_rate", "loss"),
+    "model": choices.MODELS,
+    "input_mode": choices.INPUT_MODES,
+    "optimizer": choices.OPTIMIZERS,
+    "lr_schedule": choices.LR_SCHEDULES,
+    "mixed_precision": choices.MIXED_PRECISION,
+    "best_metric": choices.BEST_METRICS,
 }
 
 HELP: dict[str, str] = {
-    "mixed_precision": "auto: bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with AMX or "
-                       "AVX512-BF16, float16 (with loss scaling) on older GPUs, else off (float32)",
-    "eval_every_seconds": "also evaluate on the validation split when this many seconds have passed since the "
-                          "last evaluation; 0 (default): a tenth of max_train_seconds when that is set, else never",
+    "model": "the architecture: shadownet (the original's widths) or shadownet_small (a quarter of its compute)",
+    "input_mode": "keep_ratio: height 32, width by aspect ratio; fixed: 100x32 as the original",
+    "max_width": "training images wider than this are squeezed to it (keep_ratio); a multiple of 4",
+    "train_steps": "stop after this many steps (a resumed run counts from its checkpoint)",
     "max_train_seconds": "time budget: stop early enough to evaluate the final state within it, and fit the "
                          "learning-rate schedule (warm-up, cosine decay) to the steps that fit; 0: no limit",
     "batch_size": "examples per replica (per GPU); a step trains on the global batch of batch_size x replicas",
+    "optimizer": "adam, or adadelta (the original's; it wants a learning rate near 1)",
+    "learning_rate": "peak learning rate, reached after the warm-up",
     "scale_learning_rate": "multiply learning_rate by the number of replicas (linear scaling for the larger "
-                           "global batch); default false",
+                           "global batch)",
+    "lr_schedule": "cosine: decay from the peak to a floor by the last step; constant: the peak throughout",
+    "warmup_steps": "steps of linear warm-up from 0 (capped at a tenth of a time-boxed run)",
+    "clip_norm": "clip gradients to this global norm; 0: no clipping",
+    "weight_decay": "decoupled weight decay (Adam becomes AdamW); 0: none",
+    "shuffle_buffer": "training examples shuffled together",
+    "augment": "random geometric and photometric augmentation of training images",
+    "seed": "seed of initialisation, shuffling and augmentation",
+    "mixed_precision": "auto: bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with AMX or "
+                       "AVX512-BF16, float16 (with loss scaling) on older GPUs, else off (float32)",
+    "xla": "compile the train step with XLA",
     "worker_timeout_seconds": "several workers: fail a collective that waits longer than this for the others "
-                              "(default 0: off; a worker that dies or freezes is noticed by TensorFlow's heartbeats "
+                              "(0: off; a worker that dies or freezes is noticed by TensorFlow's heartbeats "
                               "within seconds anyway). Costs one thread per collective, kept this long",
+    "log_every": "print a training line every this many steps",
+    "eval_every": "evaluate on the validation split every this many steps",
+    "eval_every_seconds": "also evaluate when this many seconds have passed since the last evaluation; "
+                          "0: a tenth of max_train_seconds when that is set, else never",
+    "eval_max_samples": "validation samples per evaluation; 0: the whole validation split",
+    "checkpoint_every": "checkpoint every this many steps (and at the end, and on SIGTERM)",
+    "keep_checkpoints": "checkpoints kept in checkpoints/ (the best one is kept apart in best/)",
+    "best_metric": "what makes a checkpoint the best one",
 }
 
 
@@ -149,6 +171,26 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     return TrainConfig(**values)
 
 
+def experiment(name: str) -> Path:
+    """``configs/NAME.yaml``: one experiment's settings, from the package (a wheel, an image) or the checkout."""
+    from importlib import resources
+
+    packaged = resources.files("shadownet").joinpath("configs", f"{name}.yaml")
+    if packaged.is_file():
+        return Path(str(packaged))
+    source = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"  # an editable install
+    if source.is_file():
+        return source
+    raise ShadownetError(f"no experiment config {name!r} (configs/{name}.yaml)")
+
+
+def hyperparameters(path: Path) -> dict[str, str]:
+    """The settings a config file sets, checked, as the strings a platform's hyperparameters hold."""
+    values = {key: coerce(key, value, str(path)) for key, value in _read_file(Path(path)).items()}
+    TrainConfig(**values)  # values that fit their types but not the rules fail here, not in the job
+    return {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in values.items()}
+
+
 def save(config: TrainConfig, path: Path) -> None:
     from .fileio import write_text_atomic
 
@@ -205,3 +247,19 @@ def _to_bool(value: Any) -> bool:
 
 def _describe(kind: type) -> str:
     return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[kind]
+
+
+if __name__ == "__main__":
+    # python -m shadownet.config FILE [KEY=VALUE ...]: the file's settings (and overrides) as SageMaker's
+    # hyperparameters.json, all strings (make train-local writes it so).
+    import sys
+
+    try:
+        merged = hyperparameters(Path(sys.argv[1]))
+        for item in sys.argv[2:]:
+            key, _, value = item.partition("=")
+            coerce(key, value, "command line")
+            merged[key] = value
+        print(json.dumps(merged))
+    except ShadownetError as exc:
+        sys.exit(f"shadownet: error: {exc}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator, BinaryIO
+from typing import BinaryIO, Iterator
 
 PARTIAL_SUFFIX = ".partial"
 

@@ -44,3 +44,33 @@ class Progress:
                 f"{self.label}: {self.done}/{self.total} ({100 * fraction:.1f}%) {rate:.0f} images/s\n"
             )
         self.stream.flush()
+
+
+class StepDisplay:
+    """Training's output: log lines, and on a terminal a step bar redrawn under them.
+
+    ``progress(step)`` is called after each step (the first call gives the step a resumed run starts
+    from); ``log(line)`` prints a line: to stdout for log scrapers, or above the bar on a terminal.
+    """
+
+    def __init__(self, total: int, stream: TextIO | None = None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.bar: Progress | None = None
+
+    def progress(self, step: int) -> None:
+        if self.bar is None:
+            self.bar = Progress(self.total, "train", stream=self.stream, initial=step)
+        else:
+            self.bar.update(step - self.bar.done)
+
+    def log(self, line: str) -> None:
+        if self.bar:
+            print("\r\033[K" + line, file=self.stream, flush=True)
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()

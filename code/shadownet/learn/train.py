@@ -1,12 +1,6 @@
 """``shadownet train``: records -> a trained ShadowNet, checkpointed, resumable, time-boxed.
 
-Layout of ``model_dir``::
-
-    config.json             the resolved TrainConfig (and the charset) this run trains with
-    checkpoints/ckpt-N.*    model, optimizer and step (tf.train.CheckpointManager, keep N)
-    best/ckpt-N.*           the checkpoint with the best validation metric so far
-    best.json               that metric, its value and step
-    logs/                   TensorBoard scalars and decoded validation images
+What it writes to ``model_dir`` (config, charset, checkpoints, best, logs) is laid out by ``run_dir``.
 
 A rerun with the same ``model_dir`` resumes from the newest checkpoint and stops at exactly
 ``train_steps``. When ``max_train_seconds`` is spent, it checkpoints and returns normally.
@@ -32,7 +26,6 @@ they all take the same steps and checkpoint together.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +34,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import distribute, model as shadownet_model, pipeline, records
+from ..config import TrainConfig
+from ..errors import ShadownetError
+from . import distribute, pipeline, read_records, run_dir
 from .budget import Budget, warmup_for
-from .charset import Charset
-from .config import TrainConfig, save as save_config
-from .errors import ShadownetError
-from .fileio import write_text_atomic
-from .trainer import FLOOR, Trainer, make_optimizer, resolve_precision, set_precision  # noqa: F401
-
-CONFIG_FILE = "config.json"
-BEST_FILE = "best.json"
+from .trainer import Trainer, resolve_precision
 
 
 @dataclass
@@ -91,15 +79,13 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     budget = Budget.start(config.max_train_seconds, config.eval_every_seconds, clock)
     config = resolve_precision(config)
     tfrecords_dir, model_dir = Path(tfrecords_dir), Path(model_dir)
-    manifest = records.read_manifest(tfrecords_dir)
-    charset = records.charset_of(manifest)
+    manifest = read_records.read_manifest(tfrecords_dir)
+    charset = read_records.charset_of(manifest)
     chief = distribute.is_chief(strategy or tf.distribute.get_strategy())
     model_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_run(model_dir, config, charset)
+    run_dir.check_same_run(model_dir, config, charset)
     if chief:
-        save_config(config, model_dir / CONFIG_FILE)
-        write_text_atomic(model_dir / "charset.json", json.dumps({"characters": "".join(charset.characters)},
-                                                                  ensure_ascii=False) + "\n")
+        run_dir.write_run(model_dir, config, charset)
     if manifest["counts"]["train"] == 0:
         raise ShadownetError(f"{tfrecords_dir}: the train split is empty")
     keras.utils.set_random_seed(config.seed)
@@ -124,9 +110,9 @@ class _Run:
         self.validation = pipeline.eval_dataset(tfrecords_dir, "validation", config,
                                                 max_samples=config.eval_max_samples) if self.eval_images else None
         # Summaries are the chief's; the others' go nowhere (they hold the same values).
-        self.writer = tf.summary.create_file_writer(str(log_dir or self.model_dir / "logs")) if trainer.chief \
+        self.writer = tf.summary.create_file_writer(str(log_dir or self.model_dir / run_dir.LOGS_DIR)) if trainer.chief \
             else tf.summary.create_noop_writer()
-        self.best = _read_best(self.model_dir)
+        self.best = run_dir.read_best(self.model_dir)
         self.evaluated_step: int | None = None
         self.planned = False
 
@@ -248,7 +234,7 @@ class _Run:
             self.best = {"metric": config.best_metric, "value": value, "step": step, **metrics}
             trainer.save(trainer.best_manager, step)
             if trainer.chief:
-                write_text_atomic(self.model_dir / BEST_FILE, json.dumps(self.best, indent=2) + "\n")
+                run_dir.write_best(self.model_dir, self.best)
             self.writer.flush()
             if self.saved:
                 self.saved()
@@ -277,45 +263,6 @@ class _Run:
         self.writer.flush()
         if self.saved:
             self.saved()
-
-
-def load_model(model_dir: Path, which: str = "best") -> tuple[keras.Model, TrainConfig, Charset]:
-    """The model of a training run in float32, restored from its ``best`` or ``latest`` checkpoint (for inference)."""
-    from .config import load as load_config
-
-    model_dir = Path(model_dir)
-    if not (model_dir / CONFIG_FILE).exists():
-        raise ShadownetError(f"{model_dir}: no {CONFIG_FILE}; is this the --model-dir of a training run?")
-    config = load_config(model_dir / CONFIG_FILE)
-    charset = Charset(tuple(json.loads((model_dir / "charset.json").read_text(encoding="utf-8"))["characters"]))
-    set_precision("off")  # whatever a training run in this process left behind
-    model = shadownet_model.build(config.model, charset.num_classes)
-    path = tf.train.latest_checkpoint(str(model_dir / ("best" if which == "best" else "checkpoints")))
-    if path is None and which == "best":
-        path = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-    if path is None:
-        raise ShadownetError(f"{model_dir}: no checkpoint found")
-    tf.train.Checkpoint(model=model).restore(path).expect_partial()
-    return model, config, charset
-
-
-def _check_same_run(model_dir: Path, config: TrainConfig, charset: Charset) -> None:
-    """Resuming with another model or charset would load mismatched weights: refuse with a clear message."""
-    previous = model_dir / "charset.json"
-    if previous.exists():
-        old = json.loads(previous.read_text(encoding="utf-8"))["characters"]
-        if old != "".join(charset.characters):
-            raise ShadownetError(f"{model_dir} holds a run with another charset; use a new --model-dir")
-    config_path = model_dir / CONFIG_FILE
-    if config_path.exists():
-        old_model = json.loads(config_path.read_text(encoding="utf-8")).get("model")
-        if old_model != config.model:
-            raise ShadownetError(f"{model_dir} holds a {old_model} run, not {config.model}; use a new --model-dir")
-
-
-def _read_best(model_dir: Path) -> dict | None:
-    path = model_dir / BEST_FILE
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _summaries(writer, step: int, metrics: dict, shown) -> None:

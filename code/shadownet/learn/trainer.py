@@ -17,10 +17,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import ctc, distribute, model as shadownet_model, precision
-from .charset import Charset
-from .config import TrainConfig
-from .errors import ShadownetError
+from ..config import TrainConfig
+from ..data.charset import Charset
+from ..errors import ShadownetError
+from . import ctc, distribute, precision
+from . import model as shadownet_model
 from .metrics import Prediction, summarize
 
 FLOOR = 0.05  # of the peak learning rate, reached at the end of the cosine decay

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers, ops
 
-from .images import WIDTH_DOWNSAMPLE
+from ..data.images import WIDTH_DOWNSAMPLE
 
 HEIGHT = 32
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .fileio import write_bytes_atomic
+from ..fileio import write_bytes_atomic
 
 DECIMALS = 6
 

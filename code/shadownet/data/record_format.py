@@ -29,7 +29,6 @@ from typing import BinaryIO, Iterator
 import google_crc32c
 
 SCHEMA_VERSION = 1
-SPLITS = ("train", "validation", "test")
 # Written last by the generator: a records directory without it is incomplete.
 MANIFEST_FILE = "manifest.json"
 

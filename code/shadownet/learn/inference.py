@@ -27,8 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .errors import ShadownetError
-from .images import WIDTH_DOWNSAMPLE
+from ..data.images import WIDTH_DOWNSAMPLE
+from ..errors import ShadownetError
 from .model import MaskColumns, SequenceMask
 
 PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16}

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from .errors import ShadownetError
-
+from ..errors import ShadownetError
 
 # What a collective raises when a peer died, hung or aborted the group.
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .errors import DataError
-from .fileio import write_text_atomic
+from ..errors import DataError, ShadownetError
+from ..fileio import write_text_atomic
 
 CHAR_DICT_FILE = "char_dict.json"
 ORD_MAP_FILE = "ord_map.json"
@@ -147,6 +147,37 @@ class Charset:
         char_dict_text, ord_map_text = self.to_json()
         write_text_atomic(directory / CHAR_DICT_FILE, char_dict_text)
         write_text_atomic(directory / ORD_MAP_FILE, ord_map_text)
+
+
+def from_labels(dataset_dir: Path, case: str = "keep") -> Charset:
+    """Every character of a dataset's Train and Test labels, in sorted order (``case="lower"``: lowercased)."""
+    from .annotations import TEST_FILE, TRAIN_FILE, AnnotationIndex, LineError
+
+    chars: set[str] = set()
+    for name in (TRAIN_FILE, TEST_FILE):
+        index = AnnotationIndex(dataset_dir, name)
+        for i, item in index:
+            if isinstance(item, LineError):
+                raise DataError(f"{index.path}:{int(index.line_numbers[i])}: {item}")
+            chars.update(item.label.lower() if case == "lower" else item.label)
+    if not chars:
+        raise DataError(f"{dataset_dir}: no labels found to build a charset from")
+    return Charset.from_text(chars)
+
+
+def write(charset: Charset, out: Path, force: bool = False) -> None:
+    """Save to ``out``; an existing charset with other classes is replaced only with ``force``."""
+    if (out / CHAR_DICT_FILE).exists() and not force:
+        try:
+            existing = Charset.load(out)
+        except ShadownetError:
+            existing = None
+        if existing != charset:
+            raise ShadownetError(
+                f"{out / CHAR_DICT_FILE} exists with other classes; replacing it changes every class index "
+                "(models trained on it would decode wrongly). Use --force to replace it."
+            )
+    charset.save(out)
 
 
 def _read_json_object(path: Path) -> dict[str, str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from .errors import ShadownetError
+from ..errors import ShadownetError
 
 # The first 1024 characters become SageMaker's FailureReason; Kubernetes reads 4 KB of termination-log.
 FAILURE_LIMITS = {"sagemaker": 1024, "kubernetes": 4096}
@@ -152,6 +152,17 @@ def write_failure(platform: Platform, message: str) -> None:
         platform.failure_file.write_text(message[:limit], encoding="utf-8")
     except OSError:
         pass
+
+
+def job_index(env: Mapping[str, str]) -> int | None:
+    """This machine's place among a job's identical machines, where the platform says it: a Kubernetes
+    Indexed Job's ``JOB_COMPLETION_INDEX``, else this host's position in SageMaker's sorted ``SM_HOSTS``
+    (the toolkit's numbering); None elsewhere."""
+    if env.get("JOB_COMPLETION_INDEX", "").isdigit():
+        return int(env["JOB_COMPLETION_INDEX"])
+    if env.get("SM_HOSTS") and env.get("SM_CURRENT_HOST"):
+        return sagemaker_cluster(_json_value(env["SM_HOSTS"], "SM_HOSTS"), env["SM_CURRENT_HOST"], "SM_HOSTS").task_index
+    return None
 
 
 # -- several training machines -----------------------------------------------------------------------------

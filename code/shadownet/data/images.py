@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..choices import IMAGE_FORMATS, INPUT_MODES
+
 # Two 2x2 poolings halve the width twice; the (2,1) poolings and the last conv keep it.
 # Every model in shadownet must keep this, since records are validated against it.
 WIDTH_DOWNSAMPLE = 4
 
-INPUT_MODES = ("keep_ratio", "fixed")
-IMAGE_FORMATS = ("jpeg", "png")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ShadownetError
 from . import jobs
-from .errors import ShadownetError
 
 FINAL_STATUSES = ("Completed", "Failed", "Stopped")
 

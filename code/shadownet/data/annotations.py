@@ -21,7 +21,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 TRAIN_FILE = "Train/sample.txt"
 TEST_FILE = "Test/sample.txt"

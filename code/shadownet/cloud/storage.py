@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import ShadownetError
+from ..errors import ShadownetError
 
 SCHEME = "s3://"
 

@@ -19,7 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 from .metrics import edit_distance
 
 # Word boundaries, so that first and last letters count as bigrams too. Any

@@ -20,10 +20,17 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from . import records
-from .config import TrainConfig
-from .images import WIDTH_DOWNSAMPLE
-from .tfrecord_format import IMAGE_ENCODED, IMAGE_SOURCE, IMAGE_WIDTH, LABEL_IDS, LABEL_LENGTH, LABEL_TEXT
+from ..config import TrainConfig
+from ..data.images import WIDTH_DOWNSAMPLE
+from ..data.record_format import (
+    IMAGE_ENCODED,
+    IMAGE_SOURCE,
+    IMAGE_WIDTH,
+    LABEL_IDS,
+    LABEL_LENGTH,
+    LABEL_TEXT,
+)
+from . import read_records
 
 HEIGHT = 32
 FIXED_WIDTH = 100
@@ -108,7 +115,7 @@ def make_batch_fn(config: TrainConfig, training: bool):
     buckets = [FIXED_WIDTH] if config.input_mode == "fixed" else bucket_widths(config.max_width)
 
     def batch_fn(serialized):
-        parsed = tf.io.parse_example(serialized, records.FEATURES)
+        parsed = tf.io.parse_example(serialized, read_records.FEATURES)
         labels = tf.cast(tf.sparse.to_dense(parsed[LABEL_IDS]), tf.int32)
         lengths = tf.cast(parsed[LABEL_LENGTH], tf.int32)
         widths = target_widths(parsed[IMAGE_WIDTH], config.input_mode, config.max_width)
@@ -143,7 +150,7 @@ def make_batch_fn(config: TrainConfig, training: bool):
 
 def _width_sorted_groups(batch_size: int, drop_remainder: bool):
     """A window of serialized records -> batches of similar width (a RaggedTensor [groups, None])."""
-    width_only = {IMAGE_WIDTH: records.FEATURES[IMAGE_WIDTH]}
+    width_only = {IMAGE_WIDTH: read_records.FEATURES[IMAGE_WIDTH]}
 
     def split(window):
         widths = tf.io.parse_example(window, width_only)[IMAGE_WIDTH]
@@ -173,9 +180,9 @@ def train_dataset(records_dir: Path, config: TrainConfig, batch_size: int | None
     """Endless shuffled, augmented batches of the train split.
 
     ``shard=(index, count)``: batches of worker ``index``'s part of the records only, disjoint from the
-    other ``count - 1`` workers' (see ``records.raw_split``).
+    other ``count - 1`` workers' (see ``read_records.raw_split``).
     """
-    raw = records.raw_split(records_dir, "train", deterministic=False, shard=shard)
+    raw = read_records.raw_split(records_dir, "train", deterministic=False, shard=shard)
     raw = raw.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True).repeat()
     return _batches(raw, config, batch_size or config.batch_size, training=True)
 
@@ -183,7 +190,7 @@ def train_dataset(records_dir: Path, config: TrainConfig, batch_size: int | None
 def eval_dataset(records_dir: Path, split: str, config: TrainConfig, batch_size: int | None = None,
                  max_samples: int = 0) -> tf.data.Dataset:
     """Every example of ``split`` exactly once (no dropped remainder), in width-sorted batches."""
-    raw = records.raw_split(records_dir, split, deterministic=True)
+    raw = read_records.raw_split(records_dir, split, deterministic=True)
     if max_samples:
         raw = raw.take(max_samples)
     return _batches(raw, config, batch_size or config.batch_size, training=False)

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import CASE_POLICIES
+from ..errors import DataError
+from ..fileio import write_text_atomic
 from .annotations import TEST_FILE, TRAIN_FILE, AnnotationIndex, LineError, Sample
 from .charset import Charset
-from .errors import DataError
-from .fileio import write_text_atomic
 from .images import ImageError, ImageGeometry, ctc_min_steps, decode, time_steps
 
-CASE_POLICIES = ("auto", "lower", "keep")
-ERROR_POLICIES = ("error", "skip")
 SHOWN_PROBLEMS = 5
 
 

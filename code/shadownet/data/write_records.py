@@ -26,16 +26,30 @@ from typing import Iterator
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
+from ..choices import ERROR_POLICIES, SPLITS
+from ..errors import DataError, ShadownetError
+from ..fileio import PARTIAL_SUFFIX, partial_name, write_text_atomic
+from ..parallel import default_workers, ordered_map
+from ..progress import Progress
 from .annotations import TEST_FILE, TRAIN_FILE, LineError, read_sample
 from .charset import Charset
-from .errors import DataError, ShadownetError
-from .fileio import PARTIAL_SUFFIX, partial_name, write_text_atomic
 from .images import ImageError, ImageGeometry, normalize
-from .parallel import default_workers, ordered_map
-from .progress import Progress
-from .tfrecord_format import MANIFEST_FILE, SCHEMA_VERSION, SPLITS, frame, shard_name, text_line_example
-from .validate import ERROR_POLICIES, LabelPolicy, Problem, check_image, scan_annotations, summary, write_report
+from .record_format import (
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    frame,
+    shard_name,
+    text_line_example,
+)
+from .validate import (
+    LabelPolicy,
+    Problem,
+    check_image,
+    scan_annotations,
+    summary,
+    write_report,
+)
 
 CHUNK_SIZE = 64
 

@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from . import ctc, model as shadownet_model, pipeline, records
-from .errors import ShadownetError
-from .fileio import write_text_atomic
+from ..choices import DECODERS
+from ..errors import ShadownetError
+from ..fileio import write_text_atomic
+from . import ctc, pipeline, read_records
+from . import model as shadownet_model
 from .lexicon import Lexicon
 from .metrics import Prediction, summarize, write_grid
-from .train import load_model
+from .run_dir import load_model
 
-DECODERS = ("greedy", "beam")
 GRID_ITEMS = 32
 
 
@@ -44,9 +45,9 @@ def evaluate(config: EvalConfig) -> dict:
     """Decode every sample of the split; returns the report (also written to disk)."""
     if config.decoder not in DECODERS:
         raise ShadownetError(f"--decoder must be one of {', '.join(DECODERS)}, not {config.decoder!r}")
-    manifest = records.read_manifest(config.tfrecords_dir)
+    manifest = read_records.read_manifest(config.tfrecords_dir)
     model, train_config, charset = load_model(config.model_dir, config.checkpoint)
-    if records.charset_of(manifest) != charset:
+    if read_records.charset_of(manifest) != charset:
         raise ShadownetError(f"{config.tfrecords_dir} uses another charset than the model in {config.model_dir}")
     lexicon = Lexicon.load(config.lexicon) if config.lexicon else None
     blank = charset.blank_index

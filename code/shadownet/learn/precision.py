@@ -1,7 +1,7 @@
 """``mixed_precision: auto``: the fastest training precision this machine runs well.
 
 * a GPU of compute capability 8.0 or newer (Ampere, Hopper): ``bfloat16``;
-* an older GPU: ``float16``, with loss scaling (see ``train.make_optimizer``);
+* an older GPU: ``float16``, with loss scaling (see ``trainer.make_optimizer``);
 * no GPU, a CPU with AMX or AVX512-BF16 (oneDNN runs bf16 convolutions and matrix products natively,
   about 2x fp32 here): ``bfloat16``;
 * otherwise ``off`` (float32): bf16 emulated on older CPUs is slower than fp32.

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from .charset import Charset
-from .errors import DataError
-from .tfrecord_format import (
+from ..choices import SPLITS
+from ..data.charset import Charset
+from ..data.record_format import (
     IMAGE_ENCODED,
     IMAGE_HEIGHT,
     IMAGE_SOURCE,
@@ -23,8 +23,8 @@ from .tfrecord_format import (
     LABEL_TEXT,
     MANIFEST_FILE,
     SCHEMA_VERSION,
-    SPLITS,
 )
+from ..errors import DataError
 
 FEATURES = {
     IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
@@ -115,3 +115,26 @@ def load_split(records_dir: Path, split: str, *, deterministic: bool = True) -> 
     """All examples of one split, decoded (see ``parse_example``), in file order when deterministic."""
     raw = raw_split(records_dir, split, deterministic=deterministic)
     return raw.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def inspect(records_dir: Path, name: str, show: int = 3, out=print) -> None:
+    """Read every split back through tf.data and check it against the manifest: the counts, and that the
+    label ids of the first ``show`` examples per split spell their text. Prints a summary to ``out``."""
+    manifest = read_manifest(records_dir)
+    charset = charset_of(manifest)
+    out(f"{name}: schema {manifest['schema_version']}, {charset.size} characters "
+        f"(blank {charset.blank_index}), images {manifest['image']}")
+    for split, expected in manifest["counts"].items():
+        count, widths = 0, []
+        for example in load_split(records_dir, split).as_numpy_iterator():
+            if count < show:
+                text = example["text"].decode()
+                if charset.decode(example["label"]) != text:
+                    raise DataError(f"{split}: label ids of {example['source'].decode()} do not spell {text!r}")
+                out(f"  {split}: {example['source'].decode()} {example['image'].shape} {text!r}")
+            count += 1
+            widths.append(int(example["width"]))
+        if count != expected:
+            raise DataError(f"{split}: read {count} records, the manifest says {expected}")
+        mean_width = sum(widths) / len(widths) if widths else 0
+        out(f"{split}: {count} records read back, mean width {mean_width:.0f} px")

@@ -1,4 +1,4 @@
-"""``shadownet export`` / ``shadownet predict``: a trained model as a TF Serving SavedModel, and using one.
+"""``shadownet export``: a trained model as a TF Serving SavedModel (``predict`` loads one).
 
 Layout (TF Serving's: it polls ``<export_dir>/<name>/`` for integer version folders)::
 
@@ -36,20 +36,21 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
 
 import tensorflow as tf
 
-from . import __version__, ctc, inference, model as shadownet_model, pipeline
-from .charset import Charset
-from .config import TrainConfig
-from .errors import DataError, ShadownetError
-from .images import WIDTH_DOWNSAMPLE
+from .. import __version__
+from ..choices import CHECKPOINTS
+from ..config import TrainConfig
+from ..data.charset import Charset
+from ..data.images import WIDTH_DOWNSAMPLE
+from ..errors import ShadownetError
+from . import ctc, inference, pipeline
+from . import model as shadownet_model
 
 METADATA_FILE = "shadownet.json"
 SAVED_MODEL_FILE = "saved_model.pb"
 METADATA_FORMAT = 1
-CHECKPOINTS = ("best", "latest")
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -210,7 +211,9 @@ def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: 
     ``precision="bfloat16"`` computes the convolutions in bfloat16 (see ``inference``): faster on CPUs
     with AMX and on recent GPUs, with near-identical outputs.
     """
-    from .train import load_model  # keeps 'shadownet predict' free of the training imports
+    from .run_dir import (
+        load_model,  # keeps 'shadownet predict' free of the training imports
+    )
 
     if checkpoint not in CHECKPOINTS:
         raise ShadownetError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
@@ -258,72 +261,3 @@ def versions(base: Path) -> list[int]:
     if not Path(base).is_dir():
         return []
     return sorted(int(p.name) for p in Path(base).iterdir() if p.is_dir() and p.name.isdigit())
-
-
-# -- using an export --------------------------------------------------------------------------------
-
-
-class Predictor:
-    """An exported model loaded for inference through its ``serving_default`` signature."""
-
-    def __init__(self, path: Path, loaded):
-        self.path = Path(path)
-        self._loaded = loaded  # keeps the variables alive
-        self._serve = loaded.signatures[SERVING_SIGNATURE]
-        meta = self.path / "assets" / METADATA_FILE
-        self.metadata: dict = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
-
-    def predict(self, images: Sequence[bytes], batch_size: int = 64) -> list[dict]:
-        """Encoded images -> ``[{"text": str, "confidence": float}, ...]`` in the same order."""
-        images = [bytes(image) for image in images]
-        results: list[dict] = []
-        for start in range(0, len(images), max(1, batch_size)):
-            chunk = images[start : start + batch_size]
-            try:
-                out = self._serve(image_bytes=tf.constant(chunk, dtype=tf.string))
-            except tf.errors.InvalidArgumentError:
-                raise self._decode_error(chunk, start) from None
-            texts, confidences = out["text"].numpy(), out["confidence"].numpy()
-            results += [{"text": t.decode("utf-8"), "confidence": float(c)} for t, c in zip(texts, confidences)]
-        return results
-
-    def _decode_error(self, chunk: list[bytes], start: int) -> DataError:
-        for i, image in enumerate(chunk):
-            try:
-                self._serve(image_bytes=tf.constant([image], dtype=tf.string))
-            except tf.errors.InvalidArgumentError as exc:
-                error = DataError(f"image {start + i + 1}: not a decodable image ({_reason(exc.message)})")
-                error.index = start + i
-                return error
-        return DataError("the model could not read this batch of images")
-
-
-def _reason(message: str) -> str:
-    """The op's own words from a graph execution error (not the trace around them)."""
-    for line in message.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Graph execution error", "Detected at", "<stack", "[[")):
-            return line
-    return message.strip()
-
-
-def resolve(path: Path) -> Path:
-    """A version folder, or the ``<name>`` folder (its highest version) -> the version folder."""
-    path = Path(path)
-    if (path / SAVED_MODEL_FILE).is_file():
-        return path
-    if not path.is_dir():
-        raise ShadownetError(f"{path}: no such export (expected <export_dir>/<name> or <name>/<version>)")
-    found = [v for v in versions(path) if (path / str(v) / SAVED_MODEL_FILE).is_file()]
-    if not found:
-        raise ShadownetError(f"{path}: neither a SavedModel nor a folder of numbered versions of one")
-    return path / str(found[-1])
-
-
-def load(path: Path) -> Predictor:
-    """Load an export (version folder, or ``<name>`` folder: its highest version)."""
-    version_dir = resolve(path)
-    loaded = tf.saved_model.load(str(version_dir))
-    if SERVING_SIGNATURE not in loaded.signatures:
-        raise ShadownetError(f"{version_dir}: the SavedModel has no {SERVING_SIGNATURE} signature")
-    return Predictor(version_dir, loaded)

@@ -13,10 +13,10 @@ import json
 import re
 from typing import Any
 
-from . import __version__
-from .errors import ShadownetError
+from .. import __version__
+from ..choices import PLATFORMS
+from ..errors import ShadownetError
 
-PLATFORMS = ("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords")
 KUBERNETES_VERSION = "1.33.0"  # the oldest Kubernetes still in upstream support at the time of writing
 
 DEFAULTS: dict[str, str] = {
@@ -38,7 +38,8 @@ DEFAULTS: dict[str, str] = {
 }
 _INSTANCE = {"sagemaker": "ml.c7i.2xlarge", "vertex": "n2-standard-8", "uai": "1-CPU8"}
 _REGION = {"sagemaker": "us-east-1", "vertex": "us-central1", "uai": "cn-bj2"}
-DEFAULT_HYPERPARAMETERS = {"model": "shadownet", "train_steps": "20000", "mixed_precision": "bfloat16"}
+# The training settings of every spec: configs/cloud.yaml, the cloud default experiment.
+DEFAULT_EXPERIMENT = "cloud"
 
 # The metric lines training prints (train.py); SageMaker applies these to the log.
 METRIC_DEFINITIONS = [
@@ -53,14 +54,15 @@ METRIC_DEFINITIONS = [
 def parameters(settings: list[str], platform: str) -> tuple[dict[str, str], dict[str, str]]:
     """``key=value`` pairs -> (parameters, hyperparameters), over the defaults."""
     values = dict(DEFAULTS, instance_type=_INSTANCE.get(platform, ""), region=_REGION.get(platform, ""))
-    hyperparameters = dict(DEFAULT_HYPERPARAMETERS)
+    from ..config import coerce, experiment
+    from ..config import hyperparameters as settings_of
+
+    hyperparameters = settings_of(experiment(DEFAULT_EXPERIMENT))
     for item in settings:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise ShadownetError(f"--set {item!r}: expected key=value")
         if key.startswith("hp."):
-            from .config import coerce
-
             coerce(key[3:], value, f"--set {key}")  # an unknown or ill-typed setting fails here, not in the job
             hyperparameters[key[3:]] = value
         elif key in values:

@@ -1,0 +1,28 @@
+"""Every list of choices, in one place: the config, the CLI's flags, the job specs and the stages read them here.
+
+Plain tuples, no imports: the generation image (no TensorFlow) and the training images share this module.
+"""
+
+# -- datasets and records (data/)
+SYNTH_KINDS = ("lines", "captcha", "digits")
+CHARSET_CASES = ("keep", "lower")  # `charset build --case`
+CASE_POLICIES = ("auto", "lower", "keep")  # labels against the charset: auto lowercases a charset without capitals
+ERROR_POLICIES = ("error", "skip")
+INPUT_MODES = ("keep_ratio", "fixed")
+IMAGE_FORMATS = ("jpeg", "png")
+SPLITS = ("train", "validation", "test")
+
+# -- training settings (config.TrainConfig); MODELS are learn/model.py's ARCHITECTURES
+MODELS = ("shadownet", "shadownet_small")
+OPTIMIZERS = ("adam", "adadelta")
+LR_SCHEDULES = ("cosine", "constant")
+MIXED_PRECISION = ("auto", "off", "bfloat16", "float16")
+BEST_METRICS = ("word_accuracy", "char_error_rate", "loss")
+
+# -- evaluation, export and serving (learn/)
+DECODERS = ("greedy", "beam")
+CHECKPOINTS = ("best", "latest")
+EXPORT_PRECISIONS = ("float32", "bfloat16")
+
+# -- platforms (cloud/): what `jobs render` and `submit` take
+PLATFORMS = ("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords")

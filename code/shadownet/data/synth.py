@@ -1,0 +1,202 @@
+"""Synthetic training data: render text images (drawn by ``render``) and write them in the seed layout.
+
+Layout written under ``OUT`` (the same one the seed data set uses)::
+
+    OUT/char_dict.json, OUT/ord_map.json
+    OUT/Train/sample.txt, OUT/Test/sample.txt     "/images/000/000123.jpg coley"
+    OUT/images/000/000123.jpg
+
+Every sample is a pure function of ``(seed, index)``: it gets its own random
+generator, and whether it lands in Test is decided by a permutation seeded
+from ``(seed, count)``. So the output bytes do not depend on ``workers`` or on
+how indices are split into chunks.
+
+``workers > 1`` uses "spawn" worker processes, so a script that calls
+:func:`generate` must guard its top level with ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from ..choices import SYNTH_KINDS
+from ..errors import ShadownetError
+from ..fileio import partial_name, write_text_atomic
+from ..parallel import ordered_map
+from .charset import CHAR_DICT_FILE, ORD_MAP_FILE, Charset
+from .render import Renderer, render
+
+KINDS = SYNTH_KINDS
+CHARSET_PRESET = "digits_lower"
+JPEG_QUALITY = 90
+SPLIT_FILES = {"train": Path("Train") / "sample.txt", "test": Path("Test") / "sample.txt"}
+
+# Distinct from any per-sample key [seed, index] (which has two entries), so
+# the train/test split never shares a random stream with a sample.
+_SPLIT_STREAM_TAG = 0x5717
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate; see :func:`generate`."""
+
+    out_dir: Path
+    count: int
+    kind: str = "lines"
+    seed: int = 0
+    test_ratio: float = 0.1
+    workers: int = 1
+    fonts: tuple[Path, ...] = ()
+
+
+# -- writing a data set ----------------------------------------------------------------------------
+
+
+def image_relpath(index: int) -> str:
+    """Path of sample ``index`` as written in sample.txt: "/images/000/000123.jpg"."""
+    return f"/images/{index // 1000:03d}/{index:06d}.jpg"
+
+
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator that alone decides sample ``index`` of a run with ``seed``."""
+    return np.random.default_rng([seed, index])
+
+
+def holdout_mask(seed: int, count: int, test_ratio: float) -> np.ndarray:
+    """Boolean mask over 0..count-1: True where the sample goes to Test.
+
+    Exactly ``round(count * test_ratio)`` samples, capped so Train keeps at least one.
+    """
+    n_test = min(int(round(count * test_ratio)), count - 1)
+    order = np.random.default_rng([seed, count, _SPLIT_STREAM_TAG]).permutation(count)
+    mask = np.zeros(count, dtype=bool)
+    mask[order[count - n_test :]] = True
+    return mask
+
+
+def _write_image(out_dir: Path, index: int, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ShadownetError(f"could not encode sample {index} as JPEG")
+    final = out_dir / image_relpath(index).lstrip("/")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Temp name + rename: a killed run leaves either the whole image or none.
+    tmp = partial_name(final)
+    tmp.write_bytes(encoded.tobytes())
+    os.replace(tmp, final)
+
+
+def _write_chunk(task: tuple[str, str, int, tuple[str, ...], int, int]) -> list[str]:
+    """Render and write samples ``start .. stop-1``; return only their labels.
+
+    Runs in worker processes, so it takes plain picklable values and reads
+    the fonts itself.
+    """
+    out_dir, kind, seed, font_files, start, stop = task
+    renderer = Renderer.create(tuple(Path(f) for f in font_files))
+    labels = []
+    for index in range(start, stop):
+        image, label = render(kind, sample_rng(seed, index), renderer)
+        _write_image(Path(out_dir), index, image)
+        labels.append(label)
+    return labels
+
+
+def _chunks(count: int, workers: int) -> list[tuple[int, int]]:
+    # Small enough to balance the workers and report progress, large enough that
+    # per-task overhead (pickling, reading fonts) does not show.
+    size = min(256, max(8, count // (workers * 8)))
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def _labels_in_order(config: SynthConfig, progress) -> Iterator[str]:
+    fonts = tuple(str(f) for f in config.fonts)
+    tasks = (
+        (str(config.out_dir), config.kind, config.seed, fonts, start, stop)
+        for start, stop in _chunks(config.count, config.workers)
+    )
+    done = 0
+    with contextlib.closing(ordered_map(_write_chunk, tasks, config.workers)) as results:
+        for labels in results:
+            yield from labels
+            done += len(labels)
+            if progress is not None:
+                progress(done, config.count)
+
+
+def _validate(config: SynthConfig) -> None:
+    def is_int(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if not is_int(config.count) or config.count < 1:
+        raise ShadownetError(f"count must be a whole number of at least 1, got {config.count!r}")
+    if config.kind not in KINDS:
+        raise ShadownetError(f"unknown synthetic kind {config.kind!r}; choose one of {', '.join(KINDS)}")
+    if not is_int(config.seed) or config.seed < 0:
+        raise ShadownetError(f"seed must be a whole number >= 0, got {config.seed!r}")
+    ratio = config.test_ratio
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0.0 <= ratio < 1.0:
+        raise ShadownetError(f"test ratio must be in [0, 1), got {ratio!r}")
+    if not is_int(config.workers) or config.workers < 1:
+        raise ShadownetError(f"workers must be a whole number of at least 1, got {config.workers!r}")
+    out_dir = Path(config.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ShadownetError(f"{out_dir}: exists and is not a directory")
+
+
+def _invalidate_index(out_dir: Path) -> None:
+    """Remove an earlier run's index files before overwriting its images.
+
+    Otherwise a run killed midway would leave an old, complete-looking index
+    pointing at a mix of old and new images.
+    """
+    for name in (CHAR_DICT_FILE, ORD_MAP_FILE, *map(str, SPLIT_FILES.values())):
+        try:
+            (out_dir / name).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def generate(config: SynthConfig, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write ``config.count`` synthetic samples under ``config.out_dir`` in the seed layout.
+
+    ``progress(done, total)`` is called after each chunk. Images are written
+    first; sample.txt files and the JSON dictionaries last, so only a finished
+    run looks like a data set. Same config -> byte-identical files, whatever
+    ``workers``. Returns a summary: train/test counts, charset preset, etc.
+    """
+    _validate(config)
+    Renderer.create(config.fonts)  # fail on a bad font before any work starts
+    out_dir = Path(config.out_dir)
+    charset = Charset.from_preset(CHARSET_PRESET)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _invalidate_index(out_dir)
+    except OSError as exc:
+        raise ShadownetError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
+
+    is_test = holdout_mask(config.seed, config.count, config.test_ratio)
+    lines: dict[str, list[str]] = {"train": [], "test": []}
+    for index, label in enumerate(_labels_in_order(config, progress)):
+        lines["test" if is_test[index] else "train"].append(f"{image_relpath(index)} {label}\n")
+
+    for split, relpath in SPLIT_FILES.items():
+        (out_dir / relpath).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / relpath, "".join(lines[split]))
+    charset.save(out_dir)
+    return {
+        "train": len(lines["train"]),
+        "test": len(lines["test"]),
+        "charset": CHARSET_PRESET,
+        "kind": config.kind,
+        "count": config.count,
+        "seed": config.seed,
+        "out_dir": str(out_dir),
+    }

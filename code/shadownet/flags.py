@@ -1,0 +1,188 @@
+"""The flags of every ``shadownet`` command (argparse): the one place a command's options are declared.
+
+Choices come from ``choices``, the training settings (with their help, choices and defaults) from ``config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import __version__, choices
+from .cloud.platforms import UAI_FLAGS
+
+DESCRIPTION = """\
+Train CRNN (ShadowNet) text-line recognizers: a dataset of images and labels in, TFRecords, a trained
+model and a TF Serving export out, on this machine, in Docker or as a cloud training job (SageMaker,
+Vertex AI, Kubeflow, UAI Train, Kubernetes). Paths may be s3:// prefixes."""
+EPILOG = "Start with: shadownet synth --out data/sample --count 2000; then see README.md (make demo)."
+
+
+def _location(text: str) -> str | Path:
+    """A path argument: a local path, or an ``s3://bucket/prefix`` URL kept as text (Path would fold its //)."""
+    from .cloud.storage import is_remote
+
+    return text if is_remote(text) else Path(text)
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow's C++ log lines (start-up messages) too")
+    return common
+
+
+def _storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--s3-endpoint-url", help="S3-compatible store (MinIO, UFile, Ceph); default: "
+                                                  "AWS_ENDPOINT_URL or AWS")
+    parser.add_argument("--scratch-dir", type=Path, help="where s3:// inputs and outputs are staged "
+                                                         "(default: TMPDIR/shadownet)")
+
+
+def _dataset(parser: argparse.ArgumentParser) -> None:
+    from .parallel import default_workers
+
+    parser.add_argument("--dataset-dir", required=True, type=_location,
+                        help="folder (or s3:// prefix) with char_dict.json, ord_map.json, Train/sample.txt, "
+                             "Test/sample.txt")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="processes (default: all cores)")
+    parser.add_argument("--on-error", choices=choices.ERROR_POLICIES, default="error",
+                        help="error: stop on the first bad samples (default); skip: leave them out and report them")
+    parser.add_argument("--report", type=_location, help="write a JSON report of every problem found")
+    _storage(parser)
+    parser.add_argument("--case", choices=choices.CASE_POLICIES, default="auto",
+                        help="auto (default): lowercase labels when the charset has no uppercase letters")
+    parser.add_argument("--input-mode", choices=choices.INPUT_MODES, default="keep_ratio",
+                        help="keep_ratio (default): height 32, width by aspect ratio; fixed: 100x32 as the original")
+    parser.add_argument("--max-width", type=int, default=800, help="widest normalised image in keep_ratio mode")
+    parser.add_argument("--image-format", choices=choices.IMAGE_FORMATS, default="jpeg",
+                        help="encoding of stored images (default: jpeg)")
+    parser.add_argument("--jpeg-quality", type=int, default=90)
+
+
+def _settings(parser: argparse.ArgumentParser) -> None:
+    from .config import CHOICES, HELP, TrainConfig, field_types
+
+    group = parser.add_argument_group("settings (override the config file; see docs/training.md)")
+    defaults = TrainConfig()
+    for key, kind in field_types().items():
+        allowed = CHOICES.get(key)
+        default = getattr(defaults, key)
+        help_text = f"{HELP[key]} (default: {str(default).lower() if isinstance(default, bool) else default})"
+        group.add_argument(f"--{key.replace('_', '-')}", dest=f"setting_{key}", default=argparse.SUPPRESS,
+                           metavar="{" + ",".join(allowed) + "}" if allowed else kind.__name__.upper(),
+                           help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="shadownet", description=DESCRIPTION, epilog=EPILOG, parents=[common],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"shadownet {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, sub=commands) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    synth = command("synth", "write a synthetic dataset in the seed layout")
+    synth.add_argument("--out", required=True, type=Path)
+    synth.add_argument("--count", required=True, type=int)
+    synth.add_argument("--kind", choices=choices.SYNTH_KINDS, default="lines", help="default: lines")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--test-ratio", type=float, default=0.1)
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.add_argument("--font", action="append", type=Path, default=[], help="extra TrueType font (repeatable)")
+
+    charset = command("charset", "write char_dict.json / ord_map.json")
+    charset_commands = charset.add_subparsers(dest="charset_command", required=True, metavar="ACTION")
+    build = command("build", "from the labels of a dataset, in sorted order", charset_commands)
+    build.add_argument("--dataset-dir", required=True, type=Path)
+    build.add_argument("--out", type=Path, help="where to write (default: the dataset dir)")
+    build.add_argument("--case", choices=choices.CHARSET_CASES, default="keep")
+    build.add_argument("--force", action="store_true", help="replace existing files that differ")
+    preset = command("preset", "a built-in charset: digits_lower (36) or ascii95", charset_commands)
+    preset.add_argument("name")
+    preset.add_argument("--out", required=True, type=Path)
+    preset.add_argument("--force", action="store_true", help="replace existing files that differ")
+
+    _dataset(command("validate", "check a dataset without writing records"))
+
+    records = command("tfrecords", "validate a dataset and write TFRecords")
+    _dataset(records)
+    records.add_argument("--save-dir", required=True, type=_location, help="folder or s3:// prefix")
+    records.add_argument("--shards", type=int, default=1, help="files per split")
+    records.add_argument("--num-shards", type=int,
+                         help="several machines: N runs, one per shard, together write what --shards N writes")
+    records.add_argument("--shard-index", type=int, help="which shard this run writes, 0..N-1 (default: "
+                         "JOB_COMPLETION_INDEX of a Kubernetes Indexed Job, or this host's place in SM_HOSTS)")
+    records.add_argument("--validation-ratio", type=float, default=0.1, help="part of Train held out")
+    records.add_argument("--seed", type=int, default=0, help="seed of the validation split and train order")
+
+    train = command("train", "train ShadowNet on a records directory (resumes a model dir)")
+    train.add_argument("--tfrecords-dir", type=_location,
+                       help="folder or s3:// prefix (default: what the platform provides, see docs/cloud.md)")
+    train.add_argument("--model-dir", type=_location,
+                       help="the run (folder or s3:// prefix): resumed from, checkpoints saved to")
+    train.add_argument("--export-dir", type=_location,
+                       help="after training, export the best checkpoint here (TF Serving layout) and evaluate "
+                            "the test split (default on platforms that collect a model, such as SageMaker)")
+    _storage(train)
+    for flag in UAI_FLAGS:  # UCloud UAI Train appends these to the command
+        train.add_argument(f"--{flag.replace('_', '-')}", dest=f"uai_{flag}", help=argparse.SUPPRESS)
+    train.add_argument("--config", type=Path, help="YAML or JSON file of settings, e.g. configs/demo.yaml "
+                                                   "(flags override it)")
+    _settings(train)
+
+    evaluate = command("evaluate", "evaluate a trained model on a split; JSON report + PNG grid")
+    evaluate.add_argument("--tfrecords-dir", required=True, type=_location)
+    evaluate.add_argument("--model-dir", required=True, type=_location)
+    _storage(evaluate)
+    evaluate.add_argument("--split", choices=choices.SPLITS, default="test")
+    evaluate.add_argument("--report", type=_location, help="default: MODEL_DIR/evaluation-SPLIT.json")
+    evaluate.add_argument("--grid", type=_location, help="PNG of sample predictions (default: the report's name .png)")
+    evaluate.add_argument("--decoder", choices=choices.DECODERS, default="greedy")
+    evaluate.add_argument("--beam-width", type=int, default=10)
+    evaluate.add_argument("--lexicon", type=Path, help="word list: constrain outputs to these words")
+    evaluate.add_argument("--checkpoint", choices=choices.CHECKPOINTS, default="best")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--worst", type=int, default=20, help="wrong samples listed in the report (default 20)")
+
+    export = command("export", "write a SavedModel for TF Serving: NAME/VERSION/")
+    export.add_argument("--model-dir", required=True, type=_location)
+    export.add_argument("--export-dir", required=True, type=_location, help="folder or s3:// prefix")
+    _storage(export)
+    export.add_argument("--name", default="shadownet")
+    export.add_argument("--version", type=int, help="default: one past the highest existing version")
+    export.add_argument("--checkpoint", choices=choices.CHECKPOINTS, default="best")
+    export.add_argument("--precision", choices=choices.EXPORT_PRECISIONS, default="float32",
+                        help="bfloat16: faster on CPUs with AMX and on recent GPUs")
+
+    predict = command("predict", "recognise text in image files with an exported model")
+    predict.add_argument("--model", required=True, type=_location,
+                         help="export dir NAME/ or NAME/VERSION/ (or an s3:// prefix of one)")
+    _storage(predict)
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    jobs = command("jobs", "job specs for SageMaker, Vertex AI, Kubeflow, UAI Train, Kubernetes")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    render = command("render", "print a job spec filled with --set values, checked", jobs_commands)
+    render.add_argument("--platform", required=True, choices=choices.PLATFORMS)
+    render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="image, bucket, prefix, name, role, instance_type, region, max_runtime_seconds, "
+                             "endpoint_url, credentials_secret, cpu, memory, or hp.<setting> (repeatable; "
+                             "the settings start from configs/cloud.yaml)")
+    render.add_argument("--out", type=Path, help="write the spec here instead of printing it")
+
+    submit = command("submit", "submit a rendered job spec; follow a SageMaker job to its end")
+    submit.add_argument("--platform", required=True, choices=choices.PLATFORMS)
+    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for jobs render")
+    submit.add_argument("--no-wait", dest="wait", action="store_false", help="SageMaker: return once submitted")
+    submit.add_argument("--poll-seconds", type=float, default=30.0)
+    submit.add_argument("--sagemaker-endpoint-url", help="default: AWS_ENDPOINT_URL_SAGEMAKER or AWS")
+
+    inspect = command("inspect", "read a records directory back through tf.data and summarise it")
+    inspect.add_argument("--tfrecords-dir", required=True, type=_location)
+    _storage(inspect)
+    inspect.add_argument("--show", type=int, default=3, help="examples to print per split")
+    return parser
