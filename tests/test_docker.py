@@ -130,7 +130,8 @@ def owners(folder: Path) -> set[tuple[int, int]]:
 
 # --- without Docker: the files the images are built from ---------------------------------------------------
 
-DOCKERFILES = {kind: REPO / "Dockerfiles" / f"{kind}.Dockerfile" for kind in ("tfrecords", "train-cpu", "train-gpu")}
+# One Dockerfile, one final stage per image (`docker build --target KIND`).
+DOCKERFILES = {kind: REPO / "Dockerfiles" / "shadownet.Dockerfile" for kind in ("tfrecords", "train-cpu", "train-gpu")}
 
 
 def test_dockerfiles_share_a_digest_pinned_base_and_exec_entrypoint():
@@ -328,7 +329,7 @@ def test_s3_clients_of_the_kept_botocore_models(kind, engine):
 
 def test_generation_in_the_image_reads_and_writes_s3(s3, bucket, tfrecords_image, good_dataset, tmp_path):
     """`docker run IMAGE tfrecords` with s3:// paths, against the S3 server on the host's loopback."""
-    from shadownet.storage import ObjectStore, S3Url, StorageConfig
+    from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig
 
     ObjectStore(StorageConfig(endpoint_url=s3.endpoint)).publish(good_dataset, S3Url(bucket, "dataset"))
     env = [f"--env={key}={value}" for key, value in s3.env().items()]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a Debian bookworm + Python 3.11 base image with debootstrap and `docker import`, for machines that
 # reach Debian's package mirrors but no container registry (`docker pull` fails, so python:3.11-slim-bookworm
-# cannot be had). The Dockerfiles work on it as on the official image: it is used as BASE_IMAGE.
+# cannot be had). shadownet.Dockerfile works on it as on the official image: it is used as BASE_IMAGE.
 #
 #   Dockerfiles/scripts/base-image.sh IMAGE [DOCKER]
 #

@@ -5,7 +5,8 @@
 #
 # - BASE_IMAGE non-empty: that image, as given.
 # - USE_LOCAL_BASE=1: LOCAL_BASE_IMAGE, built by base-image.sh first if it is not here.
-# - USE_LOCAL_BASE=0: the DOCKERFILE's default (its `ARG BASE_IMAGE=` line, pinned by digest).
+# - USE_LOCAL_BASE=0: the DOCKERFILE's default (its `ARG BASE_IMAGE=` line, pinned by digest; the Makefile passes
+#   Dockerfiles/shadownet.Dockerfile, which all three images are built from).
 # - USE_LOCAL_BASE=auto: the default if it is here or can be pulled (within PULL_TIMEOUT seconds, default 120),
 #   otherwise LOCAL_BASE_IMAGE (built if needed): a machine without a registry needs no setting.
 # Progress goes to stderr; stdout is the image name only.
