@@ -144,7 +144,7 @@ test: $(STAMP) ## run every test, the slow end-to-end ones included (the image t
 test-fast: $(STAMP) ## the tests without the slow ones
 	$(PYTEST_ENV) $(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
-test-gpu-image: $(STAMP) build-gpu ## build the GPU image and run its tests (not part of `make test`'s CI run)
+test-gpu-image: $(STAMP) build-gpu ## build the GPU image and run its tests (CI runs them in `make test` when it builds the GPU image)
 	$(PYTEST_ENV) SHADOWNET_TEST_GPU_IMAGE=1 $(BIN)/python -m pytest tests/test_docker.py -k gpu $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks/tfrecords.py: 10k images, memory at 100k (several minutes)

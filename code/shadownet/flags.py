@@ -15,7 +15,7 @@ DESCRIPTION = """\
 Train CRNN (ShadowNet) text-line recognizers: a dataset of images and labels in, TFRecords, a trained
 model and a TF Serving export out, on this machine, in Docker or as a cloud training job (SageMaker,
 Vertex AI, Kubeflow, UAI Train, Kubernetes). Paths may be s3:// prefixes."""
-EPILOG = "Start with: shadownet synth --out data/sample --count 2000; then see README.md (make demo)."
+EPILOG = "Try: shadownet synth --out data/sample --count 2000, then validate, tfrecords, train (see COMMAND --help)."
 
 
 def _location(text: str) -> str | Path:
@@ -166,12 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = command("jobs", "job specs for SageMaker, Vertex AI, Kubeflow, UAI Train, Kubernetes")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    from .cloud.jobs import DEFAULTS
+
     render = command("render", "print a job spec filled with --set values, checked", jobs_commands)
     render.add_argument("--platform", required=True, choices=choices.PLATFORMS)
     render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="image, bucket, prefix, name, role, instance_type, region, max_runtime_seconds, "
-                             "endpoint_url, credentials_secret, cpu, memory, or hp.<setting> (repeatable; "
-                             "the settings start from configs/cloud.yaml)")
+                        help=f"{', '.join(DEFAULTS)}, or hp.<setting> (repeatable; the settings start from "
+                             "configs/cloud.yaml)")
     render.add_argument("--out", type=Path, help="write the spec here instead of printing it")
 
     submit = command("submit", "submit a rendered job spec; follow a SageMaker job to its end")
