@@ -78,7 +78,7 @@ OVERRIDES = $(if $(MODEL),--model $(MODEL)) $(if $(TRAIN_STEPS),--train-steps $(
 LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy lint lock clean clean-docker \
+.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune lint lock clean clean-docker \
 	base-image build build-tfrecords build-cpu build-gpu tfrecords train train-gpu evaluate export train-local submit
 
 help: ## list the targets
@@ -156,6 +156,10 @@ bench-train: $(STAMP) ## benchmarks/train.py: training, input pipeline and servi
 bench-accuracy: $(STAMP) ## benchmarks/accuracy.py: default settings, 15 min each, on 3 datasets shadownet did not make
 	$(BIN)/pip install --quiet -r benchmarks/requirements-accuracy.txt
 	$(BIN)/python benchmarks/accuracy.py $(BENCH_ARGS)
+
+bench-finetune: $(STAMP) ## benchmarks/finetune.py: fine-tuning vs from scratch on 1,000 mixed-case images (~30 min)
+	$(BIN)/pip install --quiet -r benchmarks/requirements-accuracy.txt
+	$(BIN)/python benchmarks/finetune.py $(BENCH_ARGS)
 
 $(TOOLS_STAMP): requirements/tools.txt
 	$(PYTHON) -m venv $(TOOLS)

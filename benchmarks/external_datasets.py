@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-KINDS = ("captcha", "digits", "words")
+KINDS = ("captcha", "digits", "words", "mixed")
 SOURCES = {
     "captcha": "captcha library (PyPI 'captcha'), ImageCaptcha 160x70, 4 of [0-9a-z]",
     "digits": "scikit-learn load_digits (UCI optdigits handwritten scans), strings of 3-8 digits, "
               "test digits from scans unseen in training",
     "words": "wordfreq English top-30,000 words printed in matplotlib's DejaVu/STIX fonts",
+    "mixed": "the same words in lower case, Capitalised or UPPER CASE, and numbers (62 classes), "
+             "in matplotlib's DejaVu/STIX fonts",
 }
 WORD_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf",
               "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "STIXGeneral.ttf",
@@ -37,7 +39,7 @@ WORD_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
 
 def make(kind: str, out: Path, train: int, test: int, seed: int = 0) -> None:
     """Write ``train`` + ``test`` samples of dataset ``kind`` under ``out`` (seed layout, no charset files)."""
-    writer = {"captcha": _captcha, "digits": _digits, "words": _words}[kind]
+    writer = {"captcha": _captcha, "digits": _digits, "words": _words, "mixed": _mixed}[kind]
     out = Path(out)
     for split, count, offset in (("Train", train, 0), ("Test", test, train)):
         images = out / "images" / split.lower()
@@ -98,15 +100,24 @@ def _digits(count: int, seed: int, test: bool):
             "".join(str(scans.target[i]) for i in chosen)
 
 
-def _words(count: int, seed: int, test: bool):
+def _mixed(count: int, seed: int, test: bool):
+    """``words``' images with the cases mixed: 40 % lower, 25 % Capitalised, 20 % UPPER, 15 % numbers."""
+    return _words(count, seed, test, mixed=True)
+
+
+def _words(count: int, seed: int, test: bool, mixed: bool = False):
     import matplotlib
     from wordfreq import top_n_list
 
     fonts_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     words = [w for w in top_n_list("en", 30_000) if w.isascii() and w.isalpha() and w.islower()]
-    rng = np.random.default_rng([seed, 11 if test else 10])
+    rng = np.random.default_rng([seed, (13 if test else 12) if mixed else (11 if test else 10)])
     for _ in range(count):
         word = words[int(rng.integers(len(words)))]
+        if mixed:
+            case = rng.random()
+            word = (word if case < 0.4 else word.capitalize() if case < 0.65 else word.upper() if case < 0.85
+                    else str(int(rng.integers(0, 10 ** int(rng.integers(1, 7))))))
         font = ImageFont.truetype(str(fonts_dir / WORD_FONTS[int(rng.integers(len(WORD_FONTS)))]),
                                   int(rng.integers(22, 49)))
         left, top, right, bottom = font.getbbox(word)

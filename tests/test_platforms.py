@@ -40,6 +40,14 @@ def test_sagemaker_paths_and_string_hyperparameters(tmp_path):
         32, "bfloat16", False, 0.002)
 
 
+def test_sagemaker_channel_init_is_the_run_to_fine_tune_from(tmp_path):
+    root = sagemaker_tree(tmp_path, {})
+    assert detect({}, root).init_dir is None
+    (root / "opt/ml/input/data/init").mkdir(parents=True)
+    assert detect({}, root).init_dir == str(root / "opt/ml/input/data/init")
+    assert detect({"SM_CHANNEL_INIT": "/elsewhere"}, root).init_dir == "/elsewhere"
+
+
 def test_sagemaker_variables_and_checkpoint_config(tmp_path):
     root = sagemaker_tree(tmp_path, {}, checkpoint_path="/opt/ml/ckpt-elsewhere")
     env = {"SM_CHANNEL_TRAIN": "/data/records", "SM_MODEL_DIR": "/models", "SM_OUTPUT_DATA_DIR": "/out"}

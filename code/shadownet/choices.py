@@ -18,6 +18,7 @@ OPTIMIZERS = ("adam", "adadelta")
 LR_SCHEDULES = ("cosine", "constant")
 MIXED_PRECISION = ("auto", "off", "bfloat16", "float16")
 BEST_METRICS = ("word_accuracy", "char_error_rate", "loss")
+FREEZE = ("none", "conv")  # fine-tuning: conv trains only the recurrent and output layers
 
 # -- evaluation, export and serving (learn/)
 DECODERS = ("greedy", "beam")

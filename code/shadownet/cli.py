@@ -7,6 +7,7 @@ long flag is accepted with underscores too (``--dataset_dir`` as in the seed's s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -120,8 +121,8 @@ def _run_inspect(args) -> int:
 
 
 def _run_train(args) -> int:
-    from .cloud.platforms import cluster, pick
-    from .config import load
+    from .cloud.platforms import cluster, gcs_path, pick
+    from .config import explicit, load
     from .learn import distribute, run_dir
     from .learn.train import resolve_precision, train
     from .progress import StepDisplay
@@ -129,6 +130,8 @@ def _run_train(args) -> int:
     platform = args.runs_on
     flags = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_")}
     config = resolve_precision(load(args.config, flags, platform.settings, f"{platform.name} hyperparameters"))
+    if platform.init_dir and not config.init_from:  # SageMaker's channel "init": fine-tune from that run
+        config = dataclasses.replace(config, init_from=platform.init_dir)
     tfrecords_path = pick(args.tfrecords_dir, platform.tfrecords_dir, "--tfrecords-dir", platform)
     model_path = pick(args.model_dir, platform.model_dir, "--model-dir", platform)
     export_path = args.export_dir or platform.export_dir
@@ -147,6 +150,11 @@ def _run_train(args) -> int:
     tfrecords_dir = staging.input_dir(tfrecords_path)
     model_dir = staging.output_dir(model_path, existing=True)  # a run to resume comes back first
 
+    # The run to fine-tune from, unless this one resumes its own checkpoints (gs://: Vertex AI's /gcs mount).
+    init_dir = None
+    if config.init_from and not run_dir.has_checkpoints(model_dir):
+        init_dir = staging.input_dir(gcs_path(config.init_from))
+
     def saved() -> None:  # checkpoint state files last: a resumed job trusts them
         staging.sync(model_dir, model_path, last=run_dir.STATE_FILES)
 
@@ -154,7 +162,8 @@ def _run_train(args) -> int:
         result = train(config, Path(tfrecords_dir), Path(model_dir), log=display.log,
                        progress=display.progress if display.tty else None, strategy=strategy, saved=saved,
                        stop=stop_requested, log_dir=Path(platform.log_dir) if platform.log_dir else None,
-                       grace_seconds=platform.grace_seconds)
+                       grace_seconds=platform.grace_seconds, init_dir=init_dir,
+                       explicit=explicit(args.config, flags, platform.settings))
     except distribute.PEER_ERRORS as exc:
         if workers is None:  # one process: a bug, keep its traceback
             raise

@@ -25,12 +25,22 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_schedule": choices.LR_SCHEDULES,
     "mixed_precision": choices.MIXED_PRECISION,
     "best_metric": choices.BEST_METRICS,
+    "init_checkpoint": choices.CHECKPOINTS,
+    "freeze": choices.FREEZE,
 }
+# What a fine-tuned run takes from the run it starts from (learn/finetune.py): what shapes the weights and
+# what the weights learned to read.
+ARCHITECTURE = ("model", "input_mode", "max_width")
 
 HELP: dict[str, str] = {
     "model": "the architecture: shadownet (the original's widths) or shadownet_small (a quarter of its compute)",
     "input_mode": "keep_ratio: height 32, width by aspect ratio; fixed: 100x32 as the original",
     "max_width": "training images wider than this are squeezed to it (keep_ratio); a multiple of 4",
+    "init_from": "fine-tune: start from the weights of this run (a --model-dir: folder, s3:// or gs:// prefix); "
+                 "its model, input_mode and max_width are taken, the output layer is rebuilt by character when "
+                 "the charsets differ, the optimizer starts afresh; empty: from scratch",
+    "init_checkpoint": "which checkpoint of init_from",
+    "freeze": "conv: train only the recurrent and output layers (batch-norm statistics stay fixed)",
     "train_steps": "stop after this many steps (a resumed run counts from its checkpoint)",
     "max_train_seconds": "time budget: stop early enough to evaluate the final state within it, and fit the "
                          "learning-rate schedule (warm-up, cosine decay) to the steps that fit; 0: no limit",
@@ -69,6 +79,10 @@ class TrainConfig:
     model: str = "shadownet_small"  # a quarter of the original's compute: more steps in a CPU budget
     input_mode: str = "keep_ratio"
     max_width: int = 256  # training images wider than this are squeezed to it (keep_ratio mode)
+    # -- where the weights start: empty, from scratch; else a run folder or s3:// prefix (fine-tuning)
+    init_from: str = ""
+    init_checkpoint: str = "best"
+    freeze: str = "none"
     # -- how long
     train_steps: int = 20_000
     max_train_seconds: float = 0.0  # 0: no limit; else checkpoint, save and exit 0 when spent
@@ -189,6 +203,13 @@ def hyperparameters(path: Path) -> dict[str, str]:
     values = {key: coerce(key, value, str(path)) for key, value in _read_file(Path(path)).items()}
     TrainConfig(**values)  # values that fit their types but not the rules fail here, not in the job
     return {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in values.items()}
+
+
+def explicit(path: Path | None = None, overrides: dict[str, Any] | None = None,
+             platform: dict[str, Any] | None = None) -> frozenset[str]:
+    """The settings given (by the file, the platform or the flags), as opposed to left at their defaults."""
+    return frozenset(_read_file(Path(path)) if path is not None else ()) | frozenset(platform or ()) \
+        | frozenset(overrides or ())
 
 
 def save(config: TrainConfig, path: Path) -> None:

@@ -5,7 +5,7 @@ paths and a typed config. Precedence, highest first: explicit command-line flags
 platform provides (its paths, SageMaker's hyperparameters), then the ``--config`` file, then the
 defaults.
 
-* SageMaker: ``<image> train``; records in the ``train`` channel; hyperparameters (all strings) in
+* SageMaker: ``<image> train``; records in the ``train`` channel, a run to fine-tune from in ``init``; hyperparameters (all strings) in
   ``/opt/ml/input/config/hyperparameters.json``; the run (checkpoints) in ``/opt/ml/checkpoints``, which
   the platform syncs; the export in ``/opt/ml/model``; the failure reason in ``/opt/ml/output/failure``.
 * Vertex AI: ``AIP_CHECKPOINT_DIR``, ``AIP_MODEL_DIR``, ``AIP_TENSORBOARD_LOG_DIR`` (``gs://`` URIs, read
@@ -37,6 +37,7 @@ class Platform:
     export_dir: str | None = None  # the SavedModel written after training
     log_dir: str | None = None  # TensorBoard; None: <model_dir>/logs
     report_dir: str | None = None  # the evaluation report written after training
+    init_dir: str | None = None  # a run to fine-tune from (SageMaker's channel "init"), unless init_from is set
     settings: Mapping[str, str] = field(default_factory=dict)  # training settings the platform passes
     failure_file: Path | None = None  # where the platform reads why a job failed
     # Between SIGTERM and SIGKILL: SageMaker's 120 s; Kubernetes' default terminationGracePeriodSeconds,
@@ -78,6 +79,8 @@ def _sagemaker(env: Mapping[str, str], root: Path) -> Platform:
         model_dir=str(checkpoints),
         export_dir=env.get("SM_MODEL_DIR") or str(ml / "model"),
         report_dir=env.get("SM_OUTPUT_DATA_DIR") or str(ml / "output/data"),
+        init_dir=env.get("SM_CHANNEL_INIT") or (str(ml / "input/data/init") if (ml / "input/data/init").is_dir()
+                                                else None),
         settings=settings,
         failure_file=failure_file,
         grace_seconds=120.0,

@@ -114,6 +114,15 @@ def build(name: str, num_classes: int, synchronized_batch_norm: bool = False) ->
     return keras.Model({"image": images, "width": widths}, logits, name=name)
 
 
+def freeze(model: keras.Model, which: str) -> None:
+    """``conv``: the convolutions and their batch norms stop training (a frozen batch norm runs in inference
+    mode: its statistics stay fixed); ``none``: everything trains."""
+    frozen = (layers.Conv2D, layers.BatchNormalization) if which == "conv" else ()
+    for layer in model.layers:
+        if frozen and isinstance(layer, frozen):
+            layer.trainable = False
+
+
 def sequence_lengths(widths):
     """Time steps of each image: ``width // 4`` (int32)."""
     return ops.floor_divide(ops.cast(widths, "int32"), WIDTH_DOWNSAMPLE)

@@ -2,7 +2,7 @@
 
 Layout::
 
-    config.json             the resolved TrainConfig this run trains with
+    config.json             the resolved TrainConfig this run trains with (and, fine-tuned, its "parent")
     charset.json            its characters, in class order
     checkpoints/ckpt-N.*    model, optimizer and step (tf.train.CheckpointManager, keep N)
     best/ckpt-N.*           the checkpoint with the best validation metric so far
@@ -19,11 +19,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import TrainConfig
-from ..config import load as load_config
-from ..config import save as save_config
+from ..config import TrainConfig, coerce
 from ..data.charset import Charset
-from ..errors import ShadownetError
+from ..errors import DataError, ShadownetError
 from ..fileio import write_text_atomic
 
 CONFIG_FILE = "config.json"
@@ -48,9 +46,19 @@ def report_path(model_dir: str | Path, split: str) -> str | Path:
     return f"{str(model_dir).rstrip('/')}/{report_name(split)}"
 
 
-def write_run(model_dir: Path, config: TrainConfig, charset: Charset) -> None:
-    """The run's settings and charset, written when it starts (the chief's)."""
-    save_config(config, model_dir / CONFIG_FILE)
+def has_checkpoints(model_dir: Path) -> bool:
+    """Whether the run has checkpoints of its own (a rerun resumes from them)."""
+    return (Path(model_dir) / CHECKPOINTS_DIR / "checkpoint").is_file()
+
+
+def write_run(model_dir: Path, config: TrainConfig, charset: Charset, parent: dict | None = None) -> None:
+    """The run's settings and charset, written when it starts (the chief's); ``parent``: the run it was
+    initialised from (``run``, ``checkpoint``, ``step``, ``charset_sha256``), kept from an earlier start."""
+    values = config.to_dict()
+    parent = parent or read_parent(model_dir)
+    if parent:
+        values["parent"] = parent
+    write_text_atomic(model_dir / CONFIG_FILE, json.dumps(values, indent=2, sort_keys=True) + "\n")
     write_text_atomic(model_dir / CHARSET_FILE, json.dumps({"characters": "".join(charset.characters)},
                                                            ensure_ascii=False) + "\n")
 
@@ -78,14 +86,49 @@ def write_best(model_dir: Path, best: dict) -> None:
     write_text_atomic(model_dir / BEST_FILE, json.dumps(best, indent=2) + "\n")
 
 
+def read_parent(model_dir: Path) -> dict | None:
+    """The run this one was initialised from, as its config.json records it (None: trained from scratch)."""
+    path = Path(model_dir) / CONFIG_FILE
+    return _read_json(path).get("parent") if path.is_file() else None
+
+
 def read_run(model_dir: Path) -> tuple[TrainConfig, Charset]:
     """The settings and charset of a finished (or running) training run."""
     model_dir = Path(model_dir)
-    if not (model_dir / CONFIG_FILE).exists():
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
         raise ShadownetError(f"{model_dir}: no {CONFIG_FILE}; is this the --model-dir of a training run?")
-    config = load_config(model_dir / CONFIG_FILE)
-    charset = Charset(tuple(json.loads((model_dir / CHARSET_FILE).read_text(encoding="utf-8"))["characters"]))
-    return config, charset
+    values = _read_json(path)
+    values.pop("parent", None)
+    config = TrainConfig(**{key: coerce(key, value, str(path)) for key, value in values.items()})
+    characters = _read_json(model_dir / CHARSET_FILE).get("characters")
+    if not isinstance(characters, str):
+        raise DataError(f"{model_dir / CHARSET_FILE}: expected {{\"characters\": \"...\"}}")
+    return config, Charset(tuple(characters))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return data
+
+
+def checkpoint_path(model_dir: Path, which: str = "best") -> str:
+    """The ``best`` or ``latest`` checkpoint of a run (``best`` falls back to the newest when none was kept)."""
+    import tensorflow as tf
+
+    path = tf.train.latest_checkpoint(str(Path(model_dir) / (BEST_DIR if which == "best" else CHECKPOINTS_DIR)))
+    if path is None and which == "best":
+        path = tf.train.latest_checkpoint(str(Path(model_dir) / CHECKPOINTS_DIR))
+    if path is None:
+        raise ShadownetError(f"{model_dir}: no checkpoint found")
+    return path
 
 
 def load_model(model_dir: Path, which: str = "best"):
@@ -100,10 +143,5 @@ def load_model(model_dir: Path, which: str = "best"):
     config, charset = read_run(model_dir)
     set_precision("off")  # whatever a training run in this process left behind
     model = shadownet_model.build(config.model, charset.num_classes)
-    path = tf.train.latest_checkpoint(str(model_dir / (BEST_DIR if which == "best" else CHECKPOINTS_DIR)))
-    if path is None and which == "best":
-        path = tf.train.latest_checkpoint(str(model_dir / CHECKPOINTS_DIR))
-    if path is None:
-        raise ShadownetError(f"{model_dir}: no checkpoint found")
-    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    tf.train.Checkpoint(model=model).restore(checkpoint_path(model_dir, which)).expect_partial()
     return model, config, charset

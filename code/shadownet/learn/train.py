@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from ..config import TrainConfig
 from ..errors import ShadownetError
-from . import distribute, pipeline, read_records, run_dir
+from . import distribute, finetune, pipeline, read_records, run_dir
 from .budget import Budget, warmup_for
 from .trainer import Trainer, resolve_precision
 
@@ -62,7 +62,8 @@ GRACE_RESERVE = 10.0  # of the grace period, kept for syncing the run and exitin
 def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, progress=None,
           strategy: tf.distribute.Strategy | None = None, saved=None, stop=None,
           log_dir: Path | None = None, clock=time.monotonic,
-          grace_seconds: float = DEFAULT_GRACE_SECONDS) -> TrainResult:
+          grace_seconds: float = DEFAULT_GRACE_SECONDS, init_dir: Path | None = None,
+          explicit: frozenset[str] = frozenset()) -> TrainResult:
     """Train (or resume) until ``train_steps`` or ``max_train_seconds``; see the module docstring.
 
     ``progress(step)`` is called with the step reached: once at start, then after every step.
@@ -75,6 +76,8 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     ``strategy`` (default: the current one) must have been created at program start (``distribute.create``).
     ``clock``: where time is read (the budget, evaluation cadence, the grace period).
     Under several workers, each calls ``train`` with its own view of the same paths; see the module docstring.
+    Fine-tuning (``config.init_from``): ``init_dir`` is that run, staged here (default: ``init_from`` itself);
+    ``explicit``: the settings the user gave, which must not contradict the parent's architecture (``finetune``).
     """
     budget = Budget.start(config.max_train_seconds, config.eval_every_seconds, clock)
     config = resolve_precision(config)
@@ -82,20 +85,44 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     manifest = read_records.read_manifest(tfrecords_dir)
     charset = read_records.charset_of(manifest)
     chief = distribute.is_chief(strategy or tf.distribute.get_strategy())
+    if manifest["counts"]["train"] == 0:
+        raise ShadownetError(f"{tfrecords_dir}: the train split is empty")
+    parent, config = _parent(config, model_dir, init_dir, explicit)  # before anything is written
     model_dir.mkdir(parents=True, exist_ok=True)
     run_dir.check_same_run(model_dir, config, charset)
     if chief:
-        run_dir.write_run(model_dir, config, charset)
-    if manifest["counts"]["train"] == 0:
-        raise ShadownetError(f"{tfrecords_dir}: the train split is empty")
+        run_dir.write_run(model_dir, config, charset, parent.record(config.init_checkpoint) if parent else None)
     keras.utils.set_random_seed(config.seed)
 
     trainer = Trainer(config, charset, model_dir, strategy)
+    if parent is not None:
+        log(f"initialised from {parent.run} (step {parent.step}): "
+            + finetune.describe(finetune.transfer(parent, trainer.model, charset)))
     try:
         run = _Run(trainer, config, tfrecords_dir, manifest, budget, log, saved if chief else None, log_dir)
         return run.loop(progress, stop, grace_seconds)
     finally:
         trainer.close()
+
+
+def _parent(config: TrainConfig, model_dir: Path, init_dir: Path | None, explicit: frozenset[str]):
+    """(the parent run to initialise from or None, the config with its architecture) for ``init_from``.
+
+    A model dir with checkpoints of its own resumes them (a restarted job), if they are this fine-tuning's;
+    it never re-initialises from the parent.
+    """
+    if not config.init_from:
+        return None, config
+    if run_dir.has_checkpoints(model_dir):
+        recorded = run_dir.read_parent(model_dir) or {}
+        if recorded.get("run") != config.init_from:
+            origin = f"initialised from {recorded['run']}" if recorded else "trained from scratch"
+            raise ShadownetError(f"{model_dir} already holds checkpoints of its own ({origin}); --init-from "
+                                 f"{config.init_from} starts a new run: give a new --model-dir")
+        own, _ = run_dir.read_run(model_dir)
+        return None, finetune.inherit(config, explicit, own, f"{model_dir} (fine-tuned from {config.init_from})")
+    parent = finetune.Parent.load(Path(init_dir or config.init_from), config.init_from, config.init_checkpoint)
+    return parent, finetune.inherit(config, explicit, parent.config, f"--init-from {config.init_from}")
 
 
 class _Run:

@@ -116,6 +116,7 @@ class Trainer:
         with self.strategy.scope():
             self.model = shadownet_model.build(config.model, charset.num_classes,
                                                synchronized_batch_norm=replicas > 1)
+            shadownet_model.freeze(self.model, config.freeze)  # before the optimizer sees what trains
             self.optimizer = make_optimizer(config, replicas)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
