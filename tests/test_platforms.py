@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,12 +41,19 @@ def test_sagemaker_paths_and_string_hyperparameters(tmp_path):
         32, "bfloat16", False, 0.002)
 
 
-def test_sagemaker_channel_init_is_the_run_to_fine_tune_from(tmp_path):
+def test_sagemaker_channel_init_is_the_run_to_fine_tune_from(tmp_path, monkeypatch):
     root = sagemaker_tree(tmp_path, {})
     assert detect({}, root).init_dir is None
     (root / "opt/ml/input/data/init").mkdir(parents=True)
     assert detect({}, root).init_dir == str(root / "opt/ml/input/data/init")
     assert detect({"SM_CHANNEL_INIT": "/elsewhere"}, root).init_dir == "/elsewhere"
+
+    # /opt/ml/input/data unreadable (the job runs as another UID): not this channel's error to report.
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "is_dir", refused)
+    assert detect({}, root).init_dir is None
 
 
 def test_sagemaker_variables_and_checkpoint_config(tmp_path):

@@ -79,12 +79,20 @@ def _sagemaker(env: Mapping[str, str], root: Path) -> Platform:
         model_dir=str(checkpoints),
         export_dir=env.get("SM_MODEL_DIR") or str(ml / "model"),
         report_dir=env.get("SM_OUTPUT_DATA_DIR") or str(ml / "output/data"),
-        init_dir=env.get("SM_CHANNEL_INIT") or (str(ml / "input/data/init") if (ml / "input/data/init").is_dir()
-                                                else None),
+        init_dir=env.get("SM_CHANNEL_INIT") or _channel(ml / "input/data/init"),
         settings=settings,
         failure_file=failure_file,
         grace_seconds=120.0,
     )
+
+
+def _channel(path: Path) -> str | None:
+    """A channel's folder if the job has it. One that cannot be looked into is left to the stage that reads
+    it, which names the file it could not read (an unreadable /opt/ml/input/data is not about this channel)."""
+    try:
+        return str(path) if path.is_dir() else None
+    except OSError:
+        return None
 
 
 def _hyperparameters(path: Path) -> dict[str, str]:
