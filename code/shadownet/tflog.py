@@ -9,12 +9,15 @@ harmless start-up errors, and passes everything else through: other errors, fata
 Python's own ``sys.stderr`` (our messages, Python warnings, tracebacks) bypasses it.
 
 A process, not a thread: when TensorFlow aborts, its last lines are still in the pipe, and the filter,
-reading to the end, still passes them on. Not installed with ``--verbose`` or when the user set
+reading to the end, still passes them on. At a normal exit the command waits for the filter to finish. One
+case is left: a command that aborts as a container's PID 1 (no ``--init``) takes the filter down with it, and
+what was still in the pipe is lost. Not installed with ``--verbose`` or when the user set
 ``TF_CPP_MIN_LOG_LEVEL`` themselves.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -24,6 +27,7 @@ import sys
 # absl's format: severity letter, MMDD, time, thread id, file:line] message
 _ABSL = re.compile(rb"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^ \]]+:\d+\] (.*)")
 _BANNER = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+DRAIN_SECONDS = 5.0  # at most, at exit, for the filter to pass on the last lines
 # Errors that are not: said at start-up on every machine of a kind, nothing the user can act on.
 _HARMLESS_ERRORS = (
     b"oneDNN supports DT_BOOL only on platforms with AVX-512",
@@ -51,13 +55,25 @@ def install() -> None:
     """Route this process's (and its children's) fd 2 through the filter; ``sys.stderr`` keeps the real one."""
     real = os.dup(2)
     read, write = os.pipe()
-    subprocess.Popen([sys.executable, "-m", "shadownet.tflog"], stdin=read, stdout=real, stderr=real,
-                     close_fds=True, start_new_session=False)
+    process = subprocess.Popen([sys.executable, "-m", "shadownet.tflog"], stdin=read, stdout=real, stderr=real,
+                               close_fds=True, start_new_session=False)
     os.close(read)
     sys.stderr.flush()
     os.dup2(write, 2)
     os.close(write)
     sys.stderr = open(real, "w", encoding=sys.stderr.encoding, errors="backslashreplace", buffering=1)
+    atexit.register(_drain, process, real)
+
+
+def _drain(process: subprocess.Popen, real: int) -> None:
+    """At exit, let the filter pass on what is still in the pipe before this process ends: in a container
+    this process is often PID 1, and its end stops every other process there, the filter included.
+    (An abort skips this; outside a container the filter outlives the process and reads on anyway.)"""
+    os.dup2(real, 2)  # this process's end of the pipe closes; children still holding it end first
+    try:
+        process.wait(timeout=DRAIN_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _filter() -> None:
