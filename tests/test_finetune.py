@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from shadownet.config import TrainConfig
 from shadownet.data.charset import Charset
+from shadownet.errors import ShadownetError
 from shadownet.learn import finetune, run_dir
 from shadownet.learn import model as shadownet_model
 from shadownet.learn.finetune import Parent
@@ -86,7 +87,7 @@ def test_architecture_comes_from_the_parent_and_a_contradiction_is_refused():
     child = finetune.inherit(TrainConfig(learning_rate=0.01), frozenset({"learning_rate"}), parent, "RUN")
     assert (child.model, child.input_mode, child.max_width, child.learning_rate) == ("shadownet", "fixed", 128, 0.01)
     assert finetune.inherit(TrainConfig(model="shadownet"), frozenset({"model"}), parent, "RUN").model == "shadownet"
-    with pytest.raises(Exception, match="model: RUN is a model=shadownet run, and this run sets "
+    with pytest.raises(ShadownetError, match="model: RUN is a model=shadownet run, and this run sets "
                                         "model=shadownet_small"):
         finetune.inherit(TrainConfig(), frozenset({"model"}), parent, "RUN")
 

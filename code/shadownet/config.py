@@ -212,12 +212,6 @@ def explicit(path: Path | None = None, overrides: dict[str, Any] | None = None,
         | frozenset(overrides or ())
 
 
-def save(config: TrainConfig, path: Path) -> None:
-    from .fileio import write_text_atomic
-
-    write_text_atomic(Path(path), json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
-
-
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")

@@ -56,7 +56,7 @@ def install() -> None:
     real = os.dup(2)
     read, write = os.pipe()
     process = subprocess.Popen([sys.executable, "-m", "shadownet.tflog"], stdin=read, stdout=real, stderr=real,
-                               close_fds=True, start_new_session=False)
+                               close_fds=True)
     os.close(read)
     sys.stderr.flush()
     os.dup2(write, 2)
