@@ -46,7 +46,7 @@ def _dataset_config(args, dataset_dir, report, save_dir=None, **split):
         raise ShadownetError(str(exc)) from None
     return TFRecordsConfig(dataset_dir=dataset_dir, save_dir=save_dir, workers=args.workers,
                            on_error=args.on_error, case=args.case, geometry=geometry, report=report,
-                           source=str(args.dataset_dir), **split)
+                           source=str(args.dataset_dir), layout=args.layout, **split)
 
 
 def _run_tfrecords(args) -> int:
@@ -110,6 +110,28 @@ def _run_validate(args) -> int:
     skipped = f"; {result['skipped']} skipped (see --report)" if result["skipped"] else ""
     print(f"ok: {counts['train'] + counts['validation']} Train and {counts['test']} Test samples pass every check"
           f"{skipped}")
+    return 0
+
+
+def _run_convert(args) -> int:
+    from .data.convert import ConvertConfig, run
+
+    staging = _staging(args)
+    report = staging.output_file(args.report) if args.report else None
+    records = _dataset_config(args, staging.input_dir(args.dataset_dir), report)
+    out = staging.output_dir(args.out)
+    config = ConvertConfig(dataset_dir=records.dataset_dir, out=out, to=args.to, workers=records.workers,
+                           on_error=records.on_error, case=records.case, geometry=records.geometry, report=report,
+                           source=records.source, layout=records.layout)
+    try:
+        result = run(config)
+    finally:
+        if report:
+            staging.send_file(report, args.report)
+    staging.sync(out, args.out)
+    counts = result["counts"]
+    print(f"wrote {counts['train']} Train, {counts['validation']} Validation, {counts['test']} Test samples as "
+          f"{args.to} to {args.out} ({result['skipped']} skipped)", file=sys.stderr)
     return 0
 
 
@@ -309,13 +331,13 @@ def _run_charset(args) -> int:
     if args.charset_command == "preset":
         charset, out = Charset.from_preset(args.name), args.out
     else:
-        charset, out = from_labels(args.dataset_dir, args.case), args.out or args.dataset_dir
+        charset, out = from_labels(args.dataset_dir, args.case, args.layout), args.out or args.dataset_dir
     write(charset, out, args.force)
     print(f"wrote {charset.size} characters (blank index {charset.blank_index}) to {out}", file=sys.stderr)
     return 0
 
 
-HANDLERS = {"tfrecords": _run_tfrecords, "validate": _run_validate, "synth": _run_synth, "charset": _run_charset,
+HANDLERS = {"tfrecords": _run_tfrecords, "validate": _run_validate, "convert": _run_convert, "synth": _run_synth, "charset": _run_charset,
             "inspect": _run_inspect, "train": _run_train, "evaluate": _run_evaluate, "export": _run_export,
             "predict": _run_predict, "jobs": _run_jobs, "submit": _run_submit}
 

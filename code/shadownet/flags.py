@@ -43,8 +43,10 @@ def _dataset(parser: argparse.ArgumentParser) -> None:
     from .parallel import default_workers
 
     parser.add_argument("--dataset-dir", required=True, type=_location,
-                        help="folder (or s3:// prefix) with char_dict.json, ord_map.json, Train/sample.txt, "
-                             "Test/sample.txt")
+                        help="folder (or s3:// prefix) with char_dict.json, ord_map.json and the samples in the "
+                             "seed layout (Train/sample.txt, Test/sample.txt), an LMDB tree (Train/, Test/ or "
+                             "training/, evaluation/) or an MJSynth tree (annotation_*.txt, lexicon.txt)")
+    _layout(parser)
     parser.add_argument("--workers", type=int, default=default_workers(), help="processes (default: all cores)")
     parser.add_argument("--on-error", choices=choices.ERROR_POLICIES, default="error",
                         help="error: stop on the first bad samples (default); skip: leave them out and report them")
@@ -58,6 +60,11 @@ def _dataset(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-format", choices=choices.IMAGE_FORMATS, default="jpeg",
                         help="encoding of stored images (default: jpeg)")
     parser.add_argument("--jpeg-quality", type=int, default=90)
+
+
+def _layout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layout", choices=choices.LAYOUTS, default=None,
+                        help="the dataset's layout (default: found from what the folder holds; see docs/datasets.md)")
 
 
 def _settings(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     charset_commands = charset.add_subparsers(dest="charset_command", required=True, metavar="ACTION")
     build = command("build", "from the labels of a dataset, in sorted order", charset_commands)
     build.add_argument("--dataset-dir", required=True, type=Path)
+    _layout(build)
     build.add_argument("--out", type=Path, help="where to write (default: the dataset dir)")
     build.add_argument("--case", choices=choices.CHARSET_CASES, default="keep")
     build.add_argument("--force", action="store_true", help="replace existing files that differ")
@@ -106,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("--force", action="store_true", help="replace existing files that differ")
 
     _dataset(command("validate", "check a dataset without writing records"))
+
+    convert = command("convert", "validate a dataset and write it in another layout (LMDB or seed)")
+    _dataset(convert)
+    convert.add_argument("--to", required=True, choices=choices.CONVERT_TARGETS,
+                         help="lmdb: OUT/Train, OUT/Test (OUT/Validation) environments; seed: image files and "
+                              "sample.txt")
+    convert.add_argument("--out", required=True, type=_location, help="a new folder (or s3:// prefix)")
 
     records = command("tfrecords", "validate a dataset and write TFRecords")
     _dataset(records)

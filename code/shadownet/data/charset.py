@@ -149,16 +149,19 @@ class Charset:
         write_text_atomic(directory / ORD_MAP_FILE, ord_map_text)
 
 
-def from_labels(dataset_dir: Path, case: str = "keep") -> Charset:
-    """Every character of a dataset's Train and Test labels, in sorted order (``case="lower"``: lowercased)."""
-    from .annotations import TEST_FILE, TRAIN_FILE, AnnotationIndex, LineError
+def from_labels(dataset_dir: Path, case: str = "keep", layout: str | None = None) -> Charset:
+    """Every character of a dataset's labels (any layout, every split), in sorted order (``case="lower"``:
+    lowercased). ``layout``: one of ``choices.LAYOUTS``, or None to find it from the folder."""
+    from .annotations import LineError
+    from .layouts import detect, iter_samples, location
 
+    found = detect(Path(dataset_dir), layout)
     chars: set[str] = set()
-    for name in (TRAIN_FILE, TEST_FILE):
-        index = AnnotationIndex(dataset_dir, name)
-        for i, item in index:
+    for part in found.parts:
+        offsets, lines = found.index(part)
+        for line, item in zip(lines.tolist(), iter_samples(found, part, offsets, lines)):
             if isinstance(item, LineError):
-                raise DataError(f"{index.path}:{int(index.line_numbers[i])}: {item}")
+                raise DataError(f"{Path(dataset_dir) / location(part.name, line)}: {item}")
             chars.update(item.label.lower() if case == "lower" else item.label)
     if not chars:
         raise DataError(f"{dataset_dir}: no labels found to build a charset from")

@@ -3,17 +3,17 @@
 Checks: malformed lines and bad UTF-8, paths outside the dataset, empty labels,
 characters missing from the charset (after the case policy), labels too long
 for the model's CTC time steps at the image's width, duplicate image paths
-(within and across Train/Test), missing, unreadable, truncated or corrupt images.
+(within and across splits), missing, unreadable, truncated or corrupt images;
+and what each layout adds (missing LMDB keys, MJSynth lexicon disagreements).
 
-The text checks run here over the annotation files; the image checks run in the
-record writer's worker processes (``check_image``), so each image is decoded once.
+The text checks run here over every part of the layout (``scan_annotations``); the image
+checks run in the worker processes (``check_image``), so each image is decoded once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,9 +22,10 @@ import numpy as np
 from ..choices import CASE_POLICIES
 from ..errors import DataError
 from ..fileio import write_text_atomic
-from .annotations import TEST_FILE, TRAIN_FILE, AnnotationIndex, LineError, Sample
+from .annotations import LineError, Sample
 from .charset import Charset
 from .images import ImageError, ImageGeometry, ctc_min_steps, decode, time_steps
+from .layouts import Layout, iter_samples, location
 
 SHOWN_PROBLEMS = 5
 
@@ -38,7 +39,7 @@ class Problem:
     image: str = ""
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{location(self.file, self.line)}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -79,21 +80,13 @@ class LabelPolicy:
             )
 
 
-def check_image(dataset_dir: Path, sample: Sample, ids: list[int], text: str, policy: LabelPolicy):
-    """Read and decode a sample's image; returns ``(file bytes, decoded HxWx3 image)``.
+def check_image(reader, sample: Sample, ids: list[int], text: str, policy: LabelPolicy):
+    """Read (through the part's reader) and decode a sample's image; returns ``(file bytes, HxWx3 image)``.
 
     Raises ImageError or LineError with the problem. The label-length check uses
     the width the image will have once normalised.
     """
-    try:
-        with open(os.path.join(dataset_dir, sample.path), "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise ImageError("image_missing", f"image not found: {sample.path}") from None
-    except IsADirectoryError:
-        raise ImageError("image_unreadable", f"image path is a directory: {sample.path}") from None
-    except OSError as exc:
-        raise ImageError("image_unreadable", f"cannot read image {sample.path}: {exc.strerror}") from None
+    data = reader.image(sample)
     try:
         image = decode(data, min_height=policy.geometry.height)
     except ImageError as exc:
@@ -105,41 +98,64 @@ def check_image(dataset_dir: Path, sample: Sample, ids: list[int], text: str, po
 
 @dataclass
 class Scan:
-    """Result of the text pass: which lines of each file are usable, and what was wrong with the rest."""
+    """Result of the text pass: the locators of every part's samples, which are usable, what was wrong."""
 
-    indexes: dict[str, AnnotationIndex]
-    usable: dict[str, np.ndarray]  # bool mask per file, aligned with the index's lines
+    layout: Layout
+    offsets: list[np.ndarray]  # per part, aligned with layout.parts
+    lines: list[np.ndarray]
+    usable: list[np.ndarray]  # bool mask per part
     problems: list[Problem] = field(default_factory=list)
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        unit = {True: "samples", False: "lines"}
+        return {part.name: {unit[part.name.endswith(".mdb")]: len(offsets)}
+                for part, offsets in zip(self.layout.parts, self.offsets)}
 
-def scan_annotations(dataset_dir: Path, policy: LabelPolicy) -> Scan:
-    """Run the text checks over Train/ and Test/sample.txt (one streaming pass each)."""
-    indexes = {name: AnnotationIndex(dataset_dir, name) for name in (TRAIN_FILE, TEST_FILE)}
-    usable = {name: np.zeros(len(index), dtype=bool) for name, index in indexes.items()}
-    problems: list[Problem] = []
+    def sort(self, problems: list[Problem]) -> None:
+        """Problems in part order, then line (or sample) order."""
+        order = {part.name: i for i, part in enumerate(self.layout.parts)}
+        problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
+
+
+def scan_annotations(layout: Layout, policy: LabelPolicy) -> Scan:
+    """Run the text checks over every part of the layout (one streaming pass each)."""
+    scan = Scan(layout, [], [], [])
     # Duplicates are found on 8-byte path digests so that memory stays small for large datasets.
     digests, owners = [], []
-    for name, index in indexes.items():
-        for i, item in index:
-            line = int(index.line_numbers[i])
+    for p, part in enumerate(layout.parts):
+        offsets, lines = layout.index(part)
+        usable = np.zeros(len(offsets), dtype=bool)
+        scan.offsets.append(offsets)
+        scan.lines.append(lines)
+        scan.usable.append(usable)
+        for i, item in enumerate(iter_samples(layout, part, offsets, lines, text_checks=True)):
             if isinstance(item, LineError):
-                problems.append(Problem(name, line, item.code, str(item)))
+                scan.problems.append(Problem(part.name, int(lines[i]), item.code, str(item)))
                 continue
             try:
                 policy.encode(item)
             except LineError as exc:
-                problems.append(Problem(name, line, exc.code, str(exc), item.path))
+                scan.problems.append(Problem(part.name, item.line, exc.code, str(exc), item.path))
                 continue
-            usable[name][i] = True
+            usable[i] = True
             digests.append(int.from_bytes(hashlib.blake2b(item.path.encode(), digest_size=8).digest(), "little"))
-            owners.append((name, i))
-    problems.extend(_mark_duplicates(indexes, usable, np.asarray(digests, dtype=np.uint64), owners))
-    problems.sort(key=lambda p: (p.file != TRAIN_FILE, p.line))
-    return Scan(indexes, usable, problems)
+            owners.append((p, i))
+    scan.problems.extend(_mark_duplicates(scan, np.asarray(digests, dtype=np.uint64), owners))
+    scan.sort(scan.problems)
+    return scan
 
 
-def _mark_duplicates(indexes, usable, digests: np.ndarray, owners) -> list[Problem]:
-    """Every repeat of an image path after its first occurrence (Train before Test) is a problem."""
+def _read(scan: Scan, p: int, i: int) -> Sample:
+    layout, part = scan.layout, scan.layout.parts[p]
+    reader = layout.open(part)
+    try:
+        return reader.sample(int(scan.offsets[p][i]), int(scan.lines[p][i]))
+    finally:
+        reader.close()
+
+
+def _mark_duplicates(scan: Scan, digests: np.ndarray, owners) -> list[Problem]:
+    """Every repeat of an image path after its first occurrence (in part order) is a problem."""
     order = np.argsort(digests, kind="stable")
     sorted_digests = digests[order]
     repeats = np.nonzero(sorted_digests[1:] == sorted_digests[:-1])[0] + 1
@@ -151,15 +167,14 @@ def _mark_duplicates(indexes, usable, digests: np.ndarray, owners) -> list[Probl
             first -= 1
         first_of[int(order[pos])] = int(order[first])
     for dup, first in sorted(first_of.items()):
-        name, i = owners[dup]
-        first_name, first_i = owners[first]
-        sample, original = indexes[name].read(i), indexes[first_name].read(first_i)
+        (p, i), (first_p, first_i) = owners[dup], owners[first]
+        sample, original = _read(scan, p, i), _read(scan, first_p, first_i)
         if sample.path != original.path:  # a digest collision, not a duplicate
             continue
-        usable[name][i] = False
-        problems.append(
-            Problem(name, sample.line, "duplicate", f"duplicate of {original.where} ({sample.path})", sample.path)
-        )
+        scan.usable[p][i] = False
+        problems.append(Problem(sample.file, sample.line, "duplicate",
+                                f"duplicate of {location(original.file, original.line)} ({sample.path})",
+                                sample.path))
     return problems
 
 

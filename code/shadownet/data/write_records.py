@@ -1,7 +1,8 @@
-"""``shadownet tfrecords``: a dataset in the seed layout -> validated, sharded TFRecords + manifest.
+"""``shadownet tfrecords``: a dataset (seed, LMDB or MJSynth layout) -> validated, sharded TFRecords + manifest.
 
-Flow: text checks over both annotation files -> seeded split of Train into
-train/validation -> image checks and encoding in worker processes, in order ->
+Flow: the layout found (``layouts.detect``) -> text checks over each of its parts -> seeded split of
+train into train/validation (unless the dataset has a validation split) -> image checks and encoding
+in worker processes, in order ->
 records appended to ``.partial`` files -> on success, renamed into place and
 ``manifest.json`` written last. Nothing under a final name exists until the
 whole run succeeded, and the bytes do not depend on the number of workers.
@@ -19,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +34,10 @@ from ..errors import DataError, ShadownetError
 from ..fileio import PARTIAL_SUFFIX, partial_name, write_text_atomic
 from ..parallel import default_workers, ordered_map
 from ..progress import Progress
-from .annotations import TEST_FILE, TRAIN_FILE, LineError, read_sample
-from .charset import Charset
+from .annotations import LineError
+from .charset import CHAR_DICT_FILE, Charset
 from .images import ImageError, ImageGeometry, normalize
+from .layouts import Layout, detect
 from .record_format import (
     MANIFEST_FILE,
     SCHEMA_VERSION,
@@ -68,6 +71,7 @@ class TFRecordsConfig:
     report: Path | None = None
     source: str | None = None  # the dataset as the user named it (an s3:// URL staged locally); default dataset_dir
     shard_index: int | None = None  # write only this shard of every split (one machine of several)
+    layout: str | None = None  # one of choices.LAYOUTS; None: found from what the folder holds
 
     def __post_init__(self) -> None:
         if self.on_error not in ERROR_POLICIES:
@@ -93,13 +97,27 @@ def shard_bounds(shard: int, count: int, shards: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class Rows:
+    """Samples of one split, in order: which part (index into ``layout.parts``) and which row of it."""
+
+    parts: np.ndarray  # int32
+    rows: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, selection) -> "Rows":
+        return Rows(self.parts[selection], self.rows[selection])
+
+
+@dataclass(frozen=True)
 class Chunk:
-    """Consecutive positions of one split. Workers read the annotation lines themselves,
+    """Consecutive positions of one split. Workers read the samples themselves, from their locators,
     so that the parent process (which shares the cores) does little more than write."""
 
     split: str
     start: int
-    file: str
+    parts: np.ndarray
     offsets: np.ndarray
     lines: np.ndarray
 
@@ -107,19 +125,19 @@ class Chunk:
 def run(config: TFRecordsConfig) -> dict:
     """Validate the dataset and, with a save_dir, write the records.
 
-    Returns the manifest, or (validation only) ``{"counts": ..., "skipped": ...}``.
+    Returns the manifest, or (validation only) ``{"counts": ..., "skipped": ..., "layout": ...}``.
 
     Raises DataError when problems were found and ``on_error == "error"``.
     """
     dataset_dir = Path(config.dataset_dir)
-    if not dataset_dir.is_dir():
-        raise DataError(f"{dataset_dir}: dataset directory not found")
-    charset = Charset.load(dataset_dir)
+    layout = detect(dataset_dir, config.layout)
+    print(f"{config.source or dataset_dir}: {layout.describe()}", file=sys.stderr)
+    charset = load_charset(dataset_dir)
     policy = LabelPolicy.resolve(charset, config.case, config.geometry)
-    scan = scan_annotations(dataset_dir, policy)
+    scan = scan_annotations(layout, policy)
     problems = list(scan.problems)
-    plan = _plan_splits(scan.usable, config.validation_ratio, config.seed)
-    counts_in = {name: {"lines": len(idx)} for name, idx in scan.indexes.items()}
+    plan = plan_splits(scan, config.validation_ratio, config.seed)
+    counts_in = scan.counts()
 
     def fail_if_problems():
         if problems and config.on_error == "error":
@@ -130,16 +148,16 @@ def run(config: TFRecordsConfig) -> dict:
     # to the images so that its report lists everything.
     if config.save_dir is not None:
         fail_if_problems()
-    sizes = {split: len(rows) for split, (_, rows) in plan.items()}
+    sizes = {split: len(rows) for split, rows in plan.items()}
     # Positions this run writes, per split: all of them, or one shard's block.
     blocks = {split: (0, size) if config.shard_index is None else shard_bounds(config.shard_index, size, config.shards)
               for split, size in sizes.items()}
     writer = _ShardWriter(config.save_dir, config.shards, sizes, config.shard_index)
     total = sum(stop - start for start, stop in blocks.values())
     progress = Progress(total, "tfrecords" if config.save_dir else "validate")
-    worker = functools.partial(_process_chunk, dataset_dir, policy, config.save_dir is not None)
+    worker = functools.partial(_process_chunk, layout, policy, config.save_dir is not None)
     try:
-        batches = contextlib.closing(ordered_map(worker, _chunks(scan, plan, blocks), config.workers))
+        batches = contextlib.closing(ordered_map(worker, chunks(scan, plan, blocks), config.workers))
         with batches as stream:
             for split, start, results in stream:
                 for position, result in enumerate(results, start):
@@ -149,10 +167,10 @@ def run(config: TFRecordsConfig) -> dict:
                         writer.write(split, position, result)
                 progress.update(len(results))
         progress.close()
-        problems.sort(key=lambda p: (p.file != TRAIN_FILE, p.line))
+        scan.sort(problems)
         fail_if_problems()
         counts = {split: writer.counts[split] for split in SPLITS}
-        result = {"counts": counts, "skipped": len(problems)}
+        result = {"counts": counts, "skipped": len(problems), "layout": layout.kind}
         if config.save_dir is not None:
             result = _manifest(config, charset, policy, writer, scan, counts, len(problems))
             if config.shard_index is None:
@@ -166,38 +184,80 @@ def run(config: TFRecordsConfig) -> dict:
     return result
 
 
-def _plan_splits(usable: dict[str, np.ndarray], ratio: float, seed: int) -> dict[str, tuple[str, np.ndarray]]:
-    """Rows of each annotation file per split: validation is a seeded sample of Train, train is shuffled."""
-    train_rows = np.nonzero(usable[TRAIN_FILE])[0]
-    order = np.random.default_rng(seed).permutation(len(train_rows))
-    n_validation = int(round(ratio * len(train_rows)))
-    return {
+def load_charset(dataset_dir: Path) -> Charset:
+    """The dataset's charset JSONs; when they are missing, the message says how to write them."""
+    if not (dataset_dir / CHAR_DICT_FILE).exists():
+        raise DataError(f"{dataset_dir / CHAR_DICT_FILE}: file not found (write the charset with: shadownet "
+                        f"charset build --dataset-dir {dataset_dir}, or charset preset)")
+    return Charset.load(dataset_dir)
+
+
+def rows_of(scan, role: str) -> Rows:
+    """The usable samples of every part with this role, in part order."""
+    parts, rows = [np.zeros(0, np.int32)], [np.zeros(0, np.int64)]
+    for p, part in enumerate(scan.layout.parts):
+        if part.role == role:
+            usable = np.nonzero(scan.usable[p])[0]
+            parts.append(np.full(len(usable), p, np.int32))
+            rows.append(usable.astype(np.int64))
+    return Rows(np.concatenate(parts), np.concatenate(rows))
+
+
+def plan_splits(scan, ratio: float, seed: int) -> dict[str, Rows]:
+    """Samples per split: validation is the dataset's own, or a seeded sample of train; train is shuffled."""
+    train = rows_of(scan, "train")
+    order = np.random.default_rng(seed).permutation(len(train))
+    if any(part.role == "validation" for part in scan.layout.parts):
         # Shuffled once here so that training reads well-mixed records even with a small shuffle buffer.
-        "train": (TRAIN_FILE, train_rows[order[n_validation:]]),
-        "validation": (TRAIN_FILE, np.sort(train_rows[order[:n_validation]])),
-        "test": (TEST_FILE, np.nonzero(usable[TEST_FILE])[0]),
+        return {"train": train.take(order), "validation": rows_of(scan, "validation"), "test": rows_of(scan, "test")}
+    n_validation = int(round(ratio * len(train)))
+    return {
+        "train": train.take(order[n_validation:]),
+        "validation": train.take(np.sort(order[:n_validation])),
+        "test": rows_of(scan, "test"),
     }
 
 
-def _chunks(scan, plan, blocks: dict[str, tuple[int, int]]) -> Iterator[Chunk]:
+def chunks(scan, plan: dict[str, Rows], blocks: dict[str, tuple[int, int]]) -> Iterator[Chunk]:
     for split in SPLITS:
-        file_name, rows = plan[split]
-        index = scan.indexes[file_name]
+        rows = plan[split]
         first, stop = blocks[split]
         for start in range(first, stop, CHUNK_SIZE):
-            selected = rows[start : min(start + CHUNK_SIZE, stop)]
-            yield Chunk(split, start, file_name, index.offsets[selected], index.line_numbers[selected])
+            selected = rows.take(slice(start, min(start + CHUNK_SIZE, stop)))
+            offsets = np.array([scan.offsets[p][r] for p, r in zip(selected.parts, selected.rows)], np.int64)
+            lines = np.array([scan.lines[p][r] for p, r in zip(selected.parts, selected.rows)], np.int32)
+            yield Chunk(split, start, selected.parts, offsets, lines)
 
 
-def _process_chunk(dataset_dir: Path, policy: LabelPolicy, build: bool, chunk: Chunk):
+class Readers:
+    """The parts a worker has opened for one chunk, each opened once, all closed at the end."""
+
+    def __init__(self, layout: Layout):
+        self.layout, self.open = layout, {}
+
+    def __getitem__(self, p: int):
+        if p not in self.open:
+            self.open[p] = self.layout.open(self.layout.parts[p])
+        return self.open[p]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for reader in self.open.values():
+            reader.close()
+
+
+def _process_chunk(layout: Layout, policy: LabelPolicy, build: bool, chunk: Chunk):
     """Worker side: ``(split, start, [framed record bytes or Problem per position])``."""
     out = []
-    with open(dataset_dir / chunk.file, "rb") as annotations:
-        for offset, line in zip(chunk.offsets.tolist(), chunk.lines.tolist()):
-            sample = read_sample(annotations, chunk.file, offset, line)
+    with Readers(layout) as readers:
+        for p, offset, line in zip(chunk.parts.tolist(), chunk.offsets.tolist(), chunk.lines.tolist()):
+            reader = readers[p]
+            sample = reader.sample(offset, line)
             try:
                 ids, text = policy.encode(sample)  # passed the text checks already
-                data, image = check_image(dataset_dir, sample, ids, text, policy)
+                data, image = check_image(reader, sample, ids, text, policy)
                 if not build:
                     out.append(b"")
                     continue
@@ -306,7 +366,9 @@ def _manifest(config, charset: Charset, policy: LabelPolicy, writer: _ShardWrite
         "tool": {"name": "shadownet", "version": __version__},
         "source": {
             "dataset_dir": config.source or str(config.dataset_dir),
-            "annotations": {name: _sha256_file(index.path) for name, index in scan.indexes.items()},
+            "layout": scan.layout.kind,
+            "annotations": {name: digest for part in scan.layout.parts
+                            for name, digest in scan.layout.digests(part).items()},
         },
         "charset": {
             "characters": "".join(charset.characters),
@@ -317,7 +379,9 @@ def _manifest(config, charset: Charset, policy: LabelPolicy, writer: _ShardWrite
         },
         "case": {"policy": config.case, "lowercase": policy.lowercase},
         "image": policy.geometry.to_dict(),
-        "split": {"validation_ratio": config.validation_ratio, "seed": config.seed, "shards": config.shards},
+        "split": {"validation_ratio": config.validation_ratio, "seed": config.seed, "shards": config.shards,
+                  # "train": carved from train by the ratio; "dataset": the dataset's own validation split
+                  "validation_from": "dataset" if any(p.role == "validation" for p in scan.layout.parts) else "train"},
         "counts": counts,
         "skipped": skipped,
         "on_error": config.on_error,
@@ -382,14 +446,6 @@ def finish_shards(save_dir: Path, shards: int) -> dict | None:
     for shard in range(shards):
         (save_dir / part_name(shard, shards)).unlink(missing_ok=True)
     return manifest
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_report(config: TFRecordsConfig, counts: dict, problems: list[Problem]) -> None:
