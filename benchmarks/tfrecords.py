@@ -6,7 +6,10 @@ In one run it
    OpenCV read, resize to 100x32, raw pixel bytes, every image held in memory, one file per split,
    ``tf.train.Example`` + ``tf.io.TFRecordWriter`` in a single process;
 3. times ``shadownet tfrecords`` with 1 worker and with every core;
-4. measures the peak RSS of the whole process tree (parent + workers) for ``--count`` and
+4. times ``shadownet tfrecords`` (every core) on the same images in the two other layouts it reads: an
+   LMDB tree (written by ``shadownet convert --to lmdb``) and an MJSynth tree (the images hard-linked
+   under ``<n>_<word>_<n>.jpg`` names, with annotation files and a lexicon);
+5. measures the peak RSS of the whole process tree (parent + workers) for ``--count`` and
    ``--rss-count`` images, to show that memory does not grow with the dataset.
 
 Each measurement runs in a fresh process (so imports and caches do not leak between them) and
@@ -160,6 +163,39 @@ def synthesize(out: Path, count: int, seed: int) -> Path:
     return out
 
 
+def as_lmdb(seed_dir: Path, out: Path) -> Path:
+    if not (out / "Train" / "data.mdb").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "shadownet", "convert", "--dataset-dir", str(seed_dir), "--to", "lmdb",
+                        "--out", str(out)], check=True, stderr=subprocess.DEVNULL)
+    return out
+
+
+def as_mjsynth(seed_dir: Path, out: Path) -> Path:
+    """The seed dataset's images as an MJSynth tree: ``<dir>/<n>_<word>_<n>.jpg`` (spaces dropped from the
+    word, as MJSynth words have none), annotation_train.txt / annotation_test.txt and lexicon.txt."""
+    if (out / "lexicon.txt").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    lexicon = []
+    for split, name in (("Train", "annotation_train.txt"), ("Test", "annotation_test.txt")):
+        lines = []
+        for line in (seed_dir / split / "sample.txt").read_text(encoding="utf-8").splitlines():
+            path, label = line.split(" ", 1)
+            n = len(lexicon)
+            lexicon.append(label.replace(" ", ""))
+            relative = f"{n // 1000}/{n % 7}/{n}_{lexicon[-1]}_{n}.jpg"
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            (out / relative).hardlink_to(seed_dir / path.lstrip("/"))
+            lines.append(f"./{relative} {n}\n")
+        (out / name).write_text("".join(lines), encoding="utf-8")
+    (out / "lexicon.txt").write_text("".join(f"{word}\n" for word in lexicon), encoding="utf-8")
+    for charset_file in ("char_dict.json", "ord_map.json"):
+        shutil.copy(seed_dir / charset_file, out / charset_file)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
@@ -180,6 +216,10 @@ def main() -> None:
     original = run_repeated("original", data, work / "out-original", 1, args.repeat)
     one = run_repeated("ours", data, work / "out-1", 1, args.repeat)
     every = run_repeated("ours", data, work / "out-all", args.workers, args.repeat)
+    lmdb = run_repeated("ours", as_lmdb(data, work / f"lmdb-{args.count}"), work / "out-lmdb", args.workers,
+                        args.repeat)
+    mjsynth = run_repeated("ours", as_mjsynth(data, work / f"mjsynth-{args.count}"), work / "out-mjsynth",
+                           args.workers, args.repeat)
     report = {
         "benchmark": "tfrecords",
         "images": args.count,
@@ -189,6 +229,13 @@ def main() -> None:
         "original": original,
         "shadownet_1_worker": one,
         "shadownet_all_cores": every,
+        # The same images read from the other layouts, every core: images/s against the seed layout.
+        "layouts": {
+            "lmdb": lmdb,
+            "mjsynth": mjsynth,
+            "lmdb_vs_seed": round(lmdb["images_per_s"] / every["images_per_s"], 2),
+            "mjsynth_vs_seed": round(mjsynth["images_per_s"] / every["images_per_s"], 2),
+        },
         "speedup_1_worker": round(one["images_per_s"] / original["images_per_s"], 2),
         "speedup_all_cores": round(every["images_per_s"] / original["images_per_s"], 2),
         "speedup_all_cores_median": round(every["images_per_s_median"] / original["images_per_s_median"], 2),
@@ -203,13 +250,23 @@ def main() -> None:
             "ratio": round(large["peak_rss_mb"] / every["peak_rss_mb"], 3),
             f"images_per_s_{args.rss_count}": large["images_per_s"],
         }
+        # LMDB is read through a memory map: workers open it per chunk and close it after, so the pages
+        # they touched do not pile up in their resident set.
+        large_lmdb = run_measured("ours", as_lmdb(big, work / f"lmdb-{args.rss_count}"), work / "out-big",
+                                  args.workers)
+        report["memory"].update({
+            f"lmdb_peak_rss_mb_{args.count}": lmdb["peak_rss_mb"],
+            f"lmdb_peak_rss_mb_{args.rss_count}": large_lmdb["peak_rss_mb"],
+            "lmdb_ratio": round(large_lmdb["peak_rss_mb"] / lmdb["peak_rss_mb"], 3),
+        })
     report["goals_met"] = {
         "speedup_all_cores>=1.8": report["speedup_all_cores"] >= 1.8,
         "size_ratio<=0.5": report["size_ratio"] <= 0.5,
     }
     if "memory" in report:
         report["goals_met"]["rss_ratio<=1.2"] = report["memory"]["ratio"] <= 1.2
-    for name in ("out-original", "out-1", "out-all", "out-big"):
+        report["goals_met"]["lmdb_rss_ratio<=1.2"] = report["memory"]["lmdb_ratio"] <= 1.2
+    for name in ("out-original", "out-1", "out-all", "out-lmdb", "out-mjsynth", "out-big"):
         shutil.rmtree(work / name, ignore_errors=True)
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)

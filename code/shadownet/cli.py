@@ -337,7 +337,8 @@ def _run_charset(args) -> int:
     return 0
 
 
-HANDLERS = {"tfrecords": _run_tfrecords, "validate": _run_validate, "convert": _run_convert, "synth": _run_synth, "charset": _run_charset,
+HANDLERS = {"tfrecords": _run_tfrecords, "validate": _run_validate, "convert": _run_convert, "synth": _run_synth,
+            "charset": _run_charset,
             "inspect": _run_inspect, "train": _run_train, "evaluate": _run_evaluate, "export": _run_export,
             "predict": _run_predict, "jobs": _run_jobs, "submit": _run_submit}
 

@@ -105,33 +105,49 @@ class LmdbLayout(Layout):
         return int(text)
 
     def open(self, part, text_checks=False):
-        return LmdbReader(self._env(part), part.name)
+        return LmdbReader(lambda: self._env(part), part.name)
 
     def digests(self, part):
         """Of the labels in order (hashing data.mdb itself would read every image a second time)."""
-        digest = hashlib.sha256()
-        env = self._env(part)
+        count = self.num_samples(part)
+        digest = hashlib.sha256(str(count).encode())
+        reader = self.open(part)
         try:
-            with env.begin() as txn:
-                digest.update(txn.get(NUM_SAMPLES) or b"")
-                count = int((txn.get(NUM_SAMPLES) or b"0").strip() or 0)
-                for index in range(1, count + 1):
-                    label = txn.get(label_key(index)) or b""
-                    digest.update(len(label).to_bytes(4, "little") + label)
+            for index in range(1, count + 1):
+                label = reader.raw_label(index) or b""
+                digest.update(len(label).to_bytes(4, "little") + label)
         finally:
-            env.close()
+            reader.close()
         return {part.name: digest.hexdigest()}
 
 
 class LmdbReader:
-    """One open environment; a sample's path is ``<environment>/data.mdb#<index>``."""
+    """One open environment; a sample's path is ``<environment>/data.mdb#<index>``.
 
-    def __init__(self, env, name: str):
-        self.env, self.name = env, name
-        self.txn = env.begin(buffers=False)
+    The environment is a memory map: the pages a long pass touches stay in this process's resident set
+    while it is open, so it is reopened every ``REOPEN_EVERY`` reads to keep memory flat.
+    """
+
+    REOPEN_EVERY = 4096
+
+    def __init__(self, opener, name: str):
+        self.opener, self.name, self.reads = opener, name, 0
+        self.env = opener()
+        self.txn = self.env.begin(buffers=False)
+
+    def _count_read(self) -> None:
+        self.reads += 1
+        if self.reads % self.REOPEN_EVERY == 0:
+            self.close()
+            self.env = self.opener()
+            self.txn = self.env.begin(buffers=False)
+
+    def raw_label(self, index: int) -> bytes | None:
+        self._count_read()
+        return self.txn.get(label_key(index))
 
     def sample(self, offset: int, line: int) -> Sample:
-        raw = self.txn.get(label_key(offset))
+        raw = self.raw_label(offset)
         if raw is None:
             raise LineError("missing_key", f"no key {label_key(offset).decode()} (num-samples counts it)")
         try:
@@ -144,6 +160,7 @@ class LmdbReader:
         from .images import ImageError
 
         index = sample.line
+        self._count_read()
         data = self.txn.get(image_key(index))
         if data is None:
             raise ImageError("image_missing", f"no key {image_key(index).decode()} (num-samples counts it)")
