@@ -236,6 +236,60 @@ def test_generation_runs_as_root_the_kubernetes_user_or_any_uid(user, tfrecords_
     assert owners(out / "rec") == {uid_gid}
 
 
+def lmdb_items(environment: Path) -> dict[bytes, bytes]:
+    """Every key and value of one LMDB environment (opened read-only, without a lock file)."""
+    import lmdb
+
+    env = lmdb.open(str(environment), readonly=True, lock=False, subdir=True)
+    try:
+        with env.begin() as txn:
+            return dict(txn.cursor())
+    finally:
+        env.close()
+
+
+def test_convert_to_lmdb_then_tfrecords_in_the_image_equal_the_host_run(tfrecords_image, tmp_path, good_dataset):
+    """`convert --to lmdb` in the generation image (as the caller, the seed dataset on a read-only mount), then
+    `tfrecords` on that LMDB tree (read-only too), against the same two commands outside any container."""
+    user = caller()
+    out = writable_dir(tmp_path / "out", user)
+    result = run_image("tfrecords", "convert", "--dataset-dir", "/data/data", "--to", "lmdb", "--out",
+                       "/data/output/lmdb", user="%d:%d" % user, mounts={"/data/data:ro": good_dataset,
+                                                                        "/data/output": out})
+    assert "wrote 30 Train, 0 Validation, 8 Test samples as lmdb to /data/output/lmdb (0 skipped)" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["lmdb"]  # renamed into place: no .lmdb.partial left
+    tree = out / "lmdb"
+    for split in ("Train", "Test"):
+        assert sorted(p.name for p in (tree / split).iterdir()) == ["data.mdb"], split  # no lock.mdb
+    assert owners(out) == {user}
+    records = writable_dir(tmp_path / "records", user)
+    result = run_image("tfrecords", "tfrecords", "--dataset-dir", "/data/data", "--save-dir", "/data/output/rec",
+                       user="%d:%d" % user, mounts={"/data/data:ro": tree, "/data/output": records})
+    assert "wrote 27 train, 3 validation, 8 test records" in result.stderr
+    assert owners(records) == {user}
+
+    host = tmp_path / "host"
+    run_cli("convert", "--dataset-dir", good_dataset, "--to", "lmdb", "--out", host / "lmdb", check=True)
+    run_cli("tfrecords", "--dataset-dir", host / "lmdb", "--save-dir", host / "rec", check=True)
+    # The same files; data.mdb's bytes differ even from one host run to the next (LMDB leaves the slack of its
+    # pages uninitialised), so its keys and values are compared, the other files byte for byte.
+    container_files, host_files = tree_digest(tree), tree_digest(host / "lmdb")
+    assert sorted(container_files) == sorted(host_files) == [
+        "Test/data.mdb", "Train/data.mdb", "char_dict.json", "ord_map.json"]
+    assert all(container_files[name] == host_files[name] for name in container_files if not name.endswith(".mdb"))
+    for split, count in (("Train", 30), ("Test", 8)):
+        items = lmdb_items(tree / split)
+        assert items == lmdb_items(host / "lmdb" / split), split
+        assert items[b"num-samples"] == str(count).encode() and len(items) == 2 * count + 1, split
+    manifests = [json.loads((folder / "manifest.json").read_text()) for folder in (records / "rec", host / "rec")]
+    assert manifests[0]["source"].pop("dataset_dir") == "/data/data"
+    manifests[1]["source"].pop("dataset_dir")
+    assert manifests[0] == manifests[1] and manifests[0]["source"]["layout"] == "lmdb"
+    container_records = {name: d for name, d in tree_digest(records / "rec").items() if name != "manifest.json"}
+    assert container_records == {name: d for name, d in tree_digest(host / "rec").items() if name != "manifest.json"}
+    assert len(container_records) == 3
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory, tfrecords_image):
     """`make tfrecords` on a fresh machine (no venv): synth and tfrecords in the generation image, as the

@@ -180,9 +180,10 @@ class LmdbWriter:
         import lmdb
 
         folder.mkdir(parents=True, exist_ok=True)
-        # The map is address space, not disk: data.mdb grows with what is written.
+        # The map is address space, not disk: data.mdb grows with what is written. meminit zeroes the unused
+        # part of each page, so the same samples give the same data.mdb bytes.
         self.env = lmdb.open(str(folder), map_size=1 << 40, subdir=True, lock=True, readahead=False,
-                             meminit=False, sync=False)
+                             meminit=True, sync=False)
         self.count, self.closed = 0, False
         self.txn = self.env.begin(write=True)
 
