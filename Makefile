@@ -173,9 +173,9 @@ lint: $(TOOLS_STAMP) ## hadolint on the Dockerfiles, shellcheck on the scripts, 
 
 lock: $(TOOLS_STAMP) ## regenerate the hash-locked requirements/*.txt (LOCK_FLAGS=--upgrade for newer versions)
 	$(LOCK) pyproject.toml -o requirements/tfrecords.txt
-	$(LOCK) --extra tf pyproject.toml -o requirements/train-cpu.txt
+	$(LOCK) --extra tf --extra onnx pyproject.toml -o requirements/train-cpu.txt
 	$(LOCK) pyproject.toml requirements/train-gpu.in -o requirements/train-gpu.txt
-	$(LOCK) --extra tf --extra dev pyproject.toml -o requirements/dev.txt
+	$(LOCK) --extra tf --extra onnx --extra dev pyproject.toml -o requirements/dev.txt
 	$(LOCK) requirements/build.in -o requirements/build.txt
 	$(LOCK) requirements/tools.in -o requirements/tools.txt
 	$(LOCK) requirements/sagemaker-sdk.in -o requirements/sagemaker-sdk.txt

@@ -26,6 +26,8 @@ FREEZE = ("none", "conv")  # fine-tuning: conv trains only the recurrent and out
 DECODERS = ("greedy", "beam")
 CHECKPOINTS = ("best", "latest")
 EXPORT_PRECISIONS = ("float32", "bfloat16")
+EXPORT_FORMATS = ("savedmodel", "onnx")  # `export --format`, comma-separated
+QUANTIZATIONS = ("none", "int8")  # `export --quantize` (ONNX)
 
 # -- platforms (cloud/): what `jobs render` and `submit` take
 PLATFORMS = ("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords")

@@ -249,14 +249,15 @@ def _run_export(args) -> int:
     from .cloud.publish import export_version
     from .cloud.storage import is_remote
     from .learn.export import SAVED_MODEL_FILE, export
+    from .learn.onnx_model import ONNX_FILE
 
     staging = _staging(args)
     model_dir = staging.input_dir(args.model_dir)
     # Versions already in the bucket count, as a local folder's would: never overwrite one.
-    version = export_version(staging, args.export_dir, args.name, args.version, SAVED_MODEL_FILE)
+    version = export_version(staging, args.export_dir, args.name, args.version, (SAVED_MODEL_FILE, ONNX_FILE))
     export_dir = staging.output_dir(args.export_dir)
     path = export(model_dir, export_dir, name=args.name, version=version, checkpoint=args.checkpoint,
-                  precision=args.precision)
+                  precision=args.precision, formats=args.format, quantize=args.quantize)
     # TF Serving loads a version once saved_model.pb is there: everything it refers to goes first.
     staging.sync(export_dir, args.export_dir, last=[SAVED_MODEL_FILE])
     if is_remote(args.export_dir):

@@ -25,6 +25,15 @@ def _location(text: str) -> str | Path:
     return text if is_remote(text) else Path(text)
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    formats = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [f for f in formats if f not in choices.EXPORT_FORMATS]
+    if not formats or unknown:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(choices.EXPORT_FORMATS)}, comma-separated "
+                                         f"(not {text!r})")
+    return formats
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -162,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--worst", type=int, default=20, help="wrong samples listed in the report (default 20)")
 
-    export = command("export", "write a SavedModel for TF Serving: NAME/VERSION/")
+    export = command("export", "write a SavedModel for TF Serving (and/or model.onnx): NAME/VERSION/")
     export.add_argument("--model-dir", required=True, type=_location)
     export.add_argument("--export-dir", required=True, type=_location, help="folder or s3:// prefix")
     _storage(export)
@@ -170,11 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, help="default: one past the highest existing version")
     export.add_argument("--checkpoint", choices=choices.CHECKPOINTS, default="best")
     export.add_argument("--precision", choices=choices.EXPORT_PRECISIONS, default="float32",
-                        help="bfloat16: faster on CPUs with AMX and on recent GPUs")
+                        help="bfloat16: faster on CPUs with AMX and on recent GPUs (the SavedModel; ONNX is float32)")
+    export.add_argument("--format", default="savedmodel", type=_formats, metavar="savedmodel,onnx",
+                        help="what to write, comma-separated: savedmodel (default), onnx (model.onnx, for "
+                             "onnxruntime; needs shadownet[onnx])")
+    export.add_argument("--quantize", choices=choices.QUANTIZATIONS, default="none",
+                        help="int8: also write model.int8.onnx, dynamically quantised (onnxruntime)")
 
     predict = command("predict", "recognise text in image files with an exported model")
     predict.add_argument("--model", required=True, type=_location,
-                         help="export dir NAME/ or NAME/VERSION/ (or an s3:// prefix of one)")
+                         help="export dir NAME/ or NAME/VERSION/ (or an s3:// prefix of one), or a model.onnx file")
     _storage(predict)
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -38,10 +38,10 @@ def publish_shard(staging: Staging, save_dir: Path, save_path: str | Path, shard
 
 
 def export_version(staging: Staging, export_path: str | Path, name: str, version: int | None,
-                   saved_model_file: str) -> int | None:
+                   saved_model_file: str | tuple[str, ...]) -> int | None:
     """The version an export to an ``s3://`` prefix gets: the one asked for, unless it is published already
     (versions are never overwritten), else one past the highest there. None for a local folder (the
-    exporter numbers it)."""
+    exporter numbers it). ``saved_model_file``: the file (or files) whose presence makes a version."""
     if not is_remote(export_path):
         return version
     base = S3Url.parse(str(export_path)).child(name)

@@ -36,11 +36,12 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import tensorflow as tf
 
 from .. import __version__
-from ..choices import CHECKPOINTS
+from ..choices import CHECKPOINTS, EXPORT_FORMATS, QUANTIZATIONS
 from ..config import TrainConfig
 from ..data.charset import Charset
 from ..data.images import WIDTH_DOWNSAMPLE
@@ -205,11 +206,14 @@ def metadata(config: TrainConfig, charset: Charset, name: str, version: int, che
 
 
 def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: int | None = None,
-           checkpoint: str = "best", precision: str = "float32") -> Path:
+           checkpoint: str = "best", precision: str = "float32", formats: Sequence[str] = ("savedmodel",),
+           quantize: str = "none") -> Path:
     """Write the model of a training run as ``<export_dir>/<name>/<version>/``; returns that folder.
 
-    ``precision="bfloat16"`` computes the convolutions in bfloat16 (see ``inference``): faster on CPUs
-    with AMX and on recent GPUs, with near-identical outputs.
+    ``precision="bfloat16"`` computes the SavedModel's convolutions in bfloat16 (see ``inference``): faster
+    on CPUs with AMX and on recent GPUs, with near-identical outputs. ``formats``: ``savedmodel`` and/or
+    ``onnx`` (``model.onnx`` in the same folder, always float32; ``quantize="int8"`` adds
+    ``model.int8.onnx``; see ``onnx_model``).
     """
     from .run_dir import (
         load_model,  # keeps 'shadownet predict' free of the training imports
@@ -219,6 +223,14 @@ def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: 
         raise ShadownetError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
     if precision not in inference.PRECISIONS:
         raise ShadownetError(f"precision must be one of {', '.join(inference.PRECISIONS)}, not {precision!r}")
+    formats = tuple(dict.fromkeys(formats))
+    if not formats or any(f not in EXPORT_FORMATS for f in formats):
+        raise ShadownetError(f"--format must be one or more of {', '.join(EXPORT_FORMATS)} (comma-separated), "
+                             f"not {','.join(formats)!r}")
+    if quantize not in QUANTIZATIONS:
+        raise ShadownetError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
+    if quantize != "none" and "onnx" not in formats:
+        raise ShadownetError("--quantize applies to the ONNX export: add --format onnx")
     if not _NAME.match(name or ""):
         raise ShadownetError(f"model name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
@@ -231,20 +243,24 @@ def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: 
         raise ShadownetError(f"{final} already exists; versions are never overwritten (choose another --version)")
 
     model, config, charset = load_model(Path(model_dir), which=checkpoint)
-    forward = inference.freeze(model, precision)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=base))
     try:
         source = staging / "meta" / METADATA_FILE
         source.parent.mkdir()
-        source.write_text(json.dumps(metadata(config, charset, name, version, checkpoint, precision), indent=2,
-                                     ensure_ascii=False) + "\n", encoding="utf-8")
-        module = ServingModule(forward, config, charset, source)
+        meta = metadata(config, charset, name, version, checkpoint, precision)
+        source.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         saved = staging / "saved"
-        tf.saved_model.save(module, str(saved), signatures=module.signatures())
-        if not (saved / "assets" / METADATA_FILE).is_file():  # Asset keeps the base name; make sure
-            (saved / "assets").mkdir(exist_ok=True)
-            shutil.copyfile(source, saved / "assets" / METADATA_FILE)
+        if "savedmodel" in formats:
+            module = ServingModule(inference.freeze(model, precision), config, charset, source)
+            tf.saved_model.save(module, str(saved), signatures=module.signatures())
+            if not (saved / "assets" / METADATA_FILE).is_file():  # Asset keeps the base name; make sure
+                (saved / "assets").mkdir(exist_ok=True)
+                shutil.copyfile(source, saved / "assets" / METADATA_FILE)
+        if "onnx" in formats:
+            from . import onnx_model
+
+            onnx_model.write(inference.freeze(model, "float32"), dict(meta, precision="float32"), saved, quantize)
         if final.exists():  # another export took this version meanwhile
             raise ShadownetError(f"{final} already exists; versions are never overwritten")
         try:

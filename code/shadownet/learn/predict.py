@@ -71,8 +71,22 @@ def resolve(path: Path) -> Path:
     return path / str(found[-1])
 
 
-def load(path: Path) -> Predictor:
-    """Load an export (version folder, or ``<name>`` folder: its highest version)."""
+def load(path: Path):
+    """Load an export: a version folder, a ``<name>`` folder (its highest version), or a ``.onnx`` file (or a
+    version folder holding only ``model.onnx``), run by onnxruntime (``onnx_model.OnnxPredictor``)."""
+    from .onnx_model import ONNX_FILE
+
+    path = Path(path)
+    if path.suffix == ".onnx" or (path.is_dir() and not (path / SAVED_MODEL_FILE).is_file()
+                                  and (path / ONNX_FILE).is_file()):
+        try:
+            from .onnx_model import OnnxPredictor
+
+            return OnnxPredictor(path / ONNX_FILE if path.is_dir() else path)
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("onnxruntime", "onnx", "tf2onnx"):
+                raise
+            raise ShadownetError(f"{path}: an ONNX model needs onnxruntime (pip install 'shadownet[onnx]')") from None
     version_dir = resolve(path)
     loaded = tf.saved_model.load(str(version_dir))
     if SERVING_SIGNATURE not in loaded.signatures:

@@ -1,0 +1,198 @@
+"""``export --format onnx``: the frozen inference function as ``NAME/VERSION/model.onnx``; and reading it back.
+
+The graph is ``inference.freeze``'s, converted by tf2onnx, so it is the SavedModel's own computation:
+
+* inputs ``images`` float32 [N, 32, W, 3] (NHWC, RGB, ``pixel / 127.5 - 1``; N and W dynamic) and
+  ``widths`` int32 [N] (each image's valid width; the rest of the row is padding);
+* outputs ``logits`` float32 [N, W // 4, classes] (per-step class scores), ``ids`` int32 [N, W // 4]
+  (the best class per step: greedy CTC before merging repeats and dropping blanks) and ``lengths``
+  int32 [N] (valid steps of each image, ``widths // 4``).
+
+The model's metadata (``metadata_props``) makes it self-describing: ``shadownet`` holds the export's
+whole JSON description (the SavedModel's ``assets/shadownet.json``), and the keys a client needs are
+also there one by one: ``characters`` (a JSON list: class index -> character), ``blank_index``,
+``input_height``, ``input_channels``, ``input_layout``, ``normalization``, ``input_mode``, ``min_width``,
+``max_width``, ``width_downsample``, ``shadownet_version``, ``model_version`` and ``config_sha256``.
+
+``--quantize int8`` also writes ``model.int8.onnx``: onnxruntime's dynamic quantisation (int8 weights of
+the matrix products and LSTMs, activations quantised at run time), with the same metadata.
+
+``OnnxPredictor`` runs a model through onnxruntime with the SavedModel's own image decoding, resizing
+and text decoding (``export.preprocess``, ``ctc.greedy``): one implementation, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ..data.images import WIDTH_DOWNSAMPLE
+from ..errors import DataError, ShadownetError
+from . import ctc, pipeline
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+# The newest opset tf2onnx writes well and every onnxruntime since 1.14 runs.
+OPSET = 17
+METADATA_KEY = "shadownet"
+
+
+def config_sha256(config_dict: dict) -> str:
+    return hashlib.sha256(json.dumps(config_dict, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def metadata_props(meta: dict) -> dict[str, str]:
+    """The model's metadata: the whole description under ``shadownet``, and each key a client needs."""
+    source = meta["input"]
+    props = {
+        METADATA_KEY: json.dumps(dict(meta, format="shadownet-onnx"), ensure_ascii=False),
+        "characters": json.dumps(list(meta["characters"]), ensure_ascii=False),
+        "blank_index": str(meta["blank_index"]),
+        "input_height": str(source["height"]),
+        "input_channels": str(source["channels"]),
+        "input_layout": "NHWC",
+        "normalization": source["normalization"],
+        "input_mode": source["mode"],
+        "min_width": str(source.get("min_width", source.get("width"))),
+        "max_width": str(source.get("max_width", source.get("width"))),
+        "width_downsample": str(source["width_downsample"]),
+        "shadownet_version": meta["shadownet_version"],
+        "model_version": str(meta["version"]),
+        "config_sha256": config_sha256(meta["config"]),
+    }
+    return props
+
+
+def write(forward, meta: dict, folder: Path, quantize: str = "none") -> list[Path]:
+    """Convert ``forward`` (``inference.freeze``'s) and write ``folder/model.onnx`` (and the int8 one)."""
+    import onnx
+    import tf2onnx
+
+    @tf.function(input_signature=[tf.TensorSpec([None, pipeline.HEIGHT, None, 3], tf.float32, name="images"),
+                                  tf.TensorSpec([None], tf.int32, name="widths")])
+    def recognize(images, widths):
+        widths = tf.clip_by_value(widths, 0, tf.shape(images)[2])
+        logits = forward(images, widths)
+        return {"logits": tf.identity(logits, name="logits"),
+                "ids": tf.argmax(logits, -1, output_type=tf.int32, name="ids"),
+                "lengths": tf.identity(widths // WIDTH_DOWNSAMPLE, name="lengths")}
+
+    proto, _ = tf2onnx.convert.from_function(recognize, input_signature=recognize.input_signature, opset=OPSET)
+    proto.doc_string = f"shadownet {meta['model']} text recogniser; see the metadata key {METADATA_KEY!r}"
+    _set_metadata(proto, metadata_props(meta))
+    onnx.checker.check_model(proto)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / ONNX_FILE]
+    onnx.save(proto, str(written[0]))
+    if quantize == "int8":
+        written.append(_quantize(written[0], folder / INT8_FILE, metadata_props(meta)))
+    return written
+
+
+def _set_metadata(proto, props: dict[str, str]) -> None:
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _quantize(source: Path, target: Path, props: dict[str, str]) -> Path:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.WARNING)  # its advice to pre-process first is for static quantisation
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
+    proto = onnx.load(str(target))
+    _set_metadata(proto, dict(props, quantization="int8 dynamic (onnxruntime)"))
+    onnx.save(proto, str(target))
+    return target
+
+
+# -- reading a model back ---------------------------------------------------------------------------
+
+
+class OnnxPredictor:
+    """A ``model.onnx`` written by ``export --format onnx``, run by onnxruntime."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ShadownetError(f"{self.path}: no such ONNX model")
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"{self.path}: not a loadable ONNX model ({reason[:200]})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise DataError(f"{self.path}: an ONNX model without shadownet's metadata (key {METADATA_KEY!r}); "
+                            "export it with shadownet export --format onnx")
+        try:
+            self.metadata = json.loads(props[METADATA_KEY])
+            self.characters = tf.constant(list(self.metadata["characters"]), tf.string)
+            blank, mode = int(self.metadata["blank_index"]), self.metadata["input"]["mode"]
+            max_width = int(self.metadata["config"]["max_width"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{self.path}: shadownet metadata is unreadable ({exc})") from None
+        names = {i.name for i in self.session.get_inputs()}
+        if names != {"images", "widths"}:
+            raise DataError(f"{self.path}: inputs are {sorted(names)}, expected images and widths")
+
+        from .export import preprocess
+
+        self._preprocess = tf.function(lambda image_bytes: preprocess(image_bytes, mode, max_width),
+                                       input_signature=[tf.TensorSpec([None], tf.string)])
+        self._decode = tf.function(
+            lambda logits, lengths: _texts(logits, lengths, blank, self.characters),
+            input_signature=[tf.TensorSpec([None, None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
+
+    def scores(self, images: np.ndarray, widths: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's outputs for preprocessed images: ``logits``, ``ids``, ``lengths``."""
+        names = [o.name for o in self.session.get_outputs()]
+        outputs = self.session.run(names, {"images": np.asarray(images, np.float32),
+                                           "widths": np.asarray(widths, np.int32)})
+        return dict(zip(names, outputs))
+
+    def predict(self, images: Sequence[bytes], batch_size: int = 64) -> list[dict]:
+        """Encoded images -> ``[{"text": str, "confidence": float}, ...]`` in the same order."""
+        images = [bytes(image) for image in images]
+        results: list[dict] = []
+        for start in range(0, len(images), max(1, batch_size)):
+            chunk = images[start : start + batch_size]
+            try:
+                pixels, widths = self._preprocess(tf.constant(chunk, dtype=tf.string))
+            except tf.errors.InvalidArgumentError:
+                raise self._decode_error(chunk, start) from None
+            out = self.scores(pixels.numpy(), widths.numpy())
+            texts, confidences = self._decode(tf.constant(out["logits"]), tf.constant(out["lengths"]))
+            results += [{"text": t.decode("utf-8"), "confidence": float(c)}
+                        for t, c in zip(texts.numpy(), confidences.numpy())]
+        return results
+
+    def _decode_error(self, chunk: list[bytes], start: int) -> DataError:
+        from .predict import _reason
+
+        for i, image in enumerate(chunk):
+            try:
+                self._preprocess(tf.constant([image], dtype=tf.string))
+            except tf.errors.InvalidArgumentError as exc:
+                error = DataError(f"image {start + i + 1}: not a decodable image ({_reason(exc.message)})")
+                error.index = start + i
+                return error
+        return DataError("the model could not read this batch of images")
+
+
+def _texts(logits, lengths, blank: int, characters):
+    ids, confidence = ctc.greedy(logits, lengths, blank)
+    return ctc.to_text(ids, characters), confidence
