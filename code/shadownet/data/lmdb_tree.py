@@ -82,7 +82,7 @@ class LmdbLayout(Layout):
         return cls(dataset_dir, parts)
 
     def _env(self, part: Part):
-        return open_env((self.dataset_dir / part.name).parent, part.name)
+        return open_env((self.dataset_dir / part.name).parent, str(self.dataset_dir / part.name))
 
     def index(self, part):
         count = self.num_samples(part)
@@ -97,11 +97,11 @@ class LmdbLayout(Layout):
         finally:
             env.close()
         if raw is None:
-            raise DataError(f"{part.name}: no 'num-samples' key: not a text-recognition LMDB (expected "
-                            f"num-samples and {KEY_FORMAT})")
+            raise DataError(f"{self.dataset_dir / part.name}: no 'num-samples' key: not a text-recognition LMDB "
+                            f"(expected num-samples and {KEY_FORMAT})")
         text = raw.decode("ascii", "replace").strip()
         if not text.isdigit():
-            raise DataError(f"{part.name}: 'num-samples' is {text[:40]!r}, not a decimal count")
+            raise DataError(f"{self.dataset_dir / part.name}: 'num-samples' is {text[:40]!r}, not a decimal count")
         return int(text)
 
     def open(self, part, text_checks=False):
@@ -122,7 +122,8 @@ class LmdbLayout(Layout):
 
 
 class LmdbReader:
-    """One open environment; a sample's path is ``<environment>/data.mdb#<index>``.
+    """One open environment; a sample's path is ``<environment>/data.mdb#<index>``. An LMDB sample's locator
+    is its index twice (offset and line), so ``image`` finds the key from ``sample.line``.
 
     The environment is a memory map: the pages a long pass touches stay in this process's resident set
     while it is open, so it is reopened every ``REOPEN_EVERY`` reads to keep memory flat.
