@@ -158,9 +158,9 @@ def _pins(lock: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("lock, extras, extra_in", [
     ("tfrecords", (), None),
-    ("train-cpu", ("tf",), None),
+    ("train-cpu", ("tf", "onnx"), None),
     ("train-gpu", (), "train-gpu.in"),
-    ("dev", ("tf", "dev"), None),
+    ("dev", ("tf", "onnx", "dev"), None),
 ])
 def test_lock_files_pin_what_pyproject_asks_for(lock, extras, extra_in):
     """A dependency added to pyproject.toml without `make lock` would be missing from the images."""
@@ -201,6 +201,10 @@ def test_image_smoke(kind, engine):
                     "print(tf.__version__, len(tf.config.list_physical_devices('GPU')))")
         tf_version, gpus = run_image(kind, "-c", tf_probe, entrypoint="python").stdout.split()
         assert tf_version.startswith("2.21.") and gpus == "0"
+        # The onnx extra (export --format onnx, predict --model FILE.onnx), as the Kubernetes user.
+        onnx_probe = "import onnxruntime, tf2onnx, onnx; print(onnxruntime.get_available_providers())"
+        providers = run_image(kind, "-c", onnx_probe, entrypoint="python", user="%d:%d" % KUBERNETES_USER)
+        assert "CPUExecutionProvider" in providers.stdout
 
 
 @pytest.mark.parametrize("kind", ["tfrecords", "train-cpu"])
@@ -325,12 +329,26 @@ def test_generated_files_belong_to_the_caller(generated):
     assert owners(generated["out"]) == {generated["user"]}
 
 
-@pytest.mark.slow
-def test_train_evaluate_export_predict_in_cpu_image(generated, cpu_image):
-    """`make train evaluate export` on the records the generation image wrote, then predict with the export."""
+@pytest.fixture(scope="module")
+def cpu_run(generated, cpu_image) -> Path:
+    """`make train evaluate export` in the CPU image on the records the generation image wrote (6 steps, as the
+    caller): OUTPUT_DIR with model/, evaluation.json and .png, export/shadownet/1/. Shared by the tests below."""
     out, user = generated["out"], generated["user"]
     make("train", "evaluate", "export", OUTPUT_DIR=out, TRAIN_STEPS=6, DOCKER_USER="%d:%d" % user,
          TRAIN_ARGS="--batch-size 16 --warmup-steps 2 --eval-every 6 --log-every 3 --eval-max-samples 16")
+    return out
+
+
+def sample_images(generated, count: int) -> list[str]:
+    """The first COUNT test images of the generated dataset, as the containers see them (/data/data/...)."""
+    lines = (generated["data"] / "Test" / "sample.txt").read_text().splitlines()
+    return [f"/data/data/{line.split(' ')[0].lstrip('/')}" for line in lines[:count]]
+
+
+@pytest.mark.slow
+def test_train_evaluate_export_predict_in_cpu_image(generated, cpu_run):
+    """`make train evaluate export` on the records the generation image wrote, then predict with the export."""
+    out, user = cpu_run, generated["user"]
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["train_steps"] == 6 and config["model"] == "shadownet_small"
     assert any((out / "model" / "checkpoints").glob("ckpt-6.index"))
@@ -340,14 +358,47 @@ def test_train_evaluate_export_predict_in_cpu_image(generated, cpu_image):
     assert (out / "export" / "shadownet" / "1" / "saved_model.pb").is_file()
     assert owners(out) == {user}
 
-    test_lines = (generated["data"] / "Test" / "sample.txt").read_text().splitlines()
-    images = [line.split(" ")[0].lstrip("/") for line in test_lines[:2]]
-    result = run_image("train-cpu", "predict", "--model", "/data/output/export/shadownet", "--json",
-                       *(f"/data/data/{image}" for image in images), user="%d:%d" % user,
-                       mounts={"/data/data:ro": generated["data"], "/data/output:ro": out})
+    images = sample_images(generated, 2)
+    result = run_image("train-cpu", "predict", "--model", "/data/output/export/shadownet", "--json", *images,
+                       user="%d:%d" % user, mounts={"/data/data:ro": generated["data"], "/data/output:ro": out})
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line["image"] for line in lines] == [f"/data/data/{image}" for image in images]
+    assert [line["image"] for line in lines] == images
     assert all(isinstance(line["text"], str) and 0.0 <= line["confidence"] <= 1.0 for line in lines)
+
+
+@pytest.mark.slow
+def test_onnx_export_and_predict_in_cpu_image_equal_the_savedmodel(generated, cpu_run, tmp_path):
+    """`export --format savedmodel,onnx --quantize int8` of the 6-step run in the CPU image (as the caller, the
+    run on a read-only mount), then `predict --json` with model.onnx (onnxruntime) and with the SavedModel
+    of the same version folder, on the same test images: the same texts, confidences within 1e-3."""
+    user = "%d:%d" % generated["user"]
+    exports = writable_dir(tmp_path / "exports", generated["user"])
+    mounts = {"/data/run:ro": cpu_run / "model", "/data/output": exports}
+    result = run_image("train-cpu", "export", "--model-dir", "/data/run", "--export-dir", "/data/output",
+                       "--format", "savedmodel,onnx", "--quantize", "int8", user=user, mounts=mounts)
+    assert result.stdout.strip() == "exported /data/output/shadownet/1"
+    version = exports / "shadownet" / "1"
+    assert {"saved_model.pb", "model.onnx", "model.int8.onnx"} <= {p.name for p in version.iterdir()}
+    assert (version / "model.int8.onnx").stat().st_size < (version / "model.onnx").stat().st_size
+    assert owners(exports) == {generated["user"]}  # model.onnx and model.int8.onnx included
+    assert not [p.name for p in (exports / "shadownet").iterdir() if p.name != "1"]  # no staging folder left
+
+    images = sample_images(generated, 8)
+    # Both predictions in one container (one start instead of two).
+    script = ('shadownet predict --model /data/output/shadownet/1/model.onnx --json "$@" && echo --- && '
+              'shadownet predict --model /data/output/shadownet/1/ --json "$@"')
+    result = run_image("train-cpu", "-c", script, "predict", *images, entrypoint="sh", user=user,
+                       mounts={"/data/data:ro": generated["data"], "/data/output:ro": exports})
+    onnx_out, saved_out = result.stdout.split("---\n")
+    onnx_lines = [json.loads(line) for line in onnx_out.splitlines()]
+    saved_lines = [json.loads(line) for line in saved_out.splitlines()]
+    assert [line["image"] for line in onnx_lines] == [line["image"] for line in saved_lines] == images
+    # Six steps leave texts mostly empty; the confidences (from every time step's scores) still differ from
+    # image to image, so their agreement compares the two runtimes' outputs, not constants.
+    assert len({line["confidence"] for line in saved_lines}) > 1
+    for onnx_line, saved_line in zip(onnx_lines, saved_lines):
+        assert onnx_line["text"] == saved_line["text"], (onnx_line, saved_line)
+        assert abs(onnx_line["confidence"] - saved_line["confidence"]) <= 1e-3, (onnx_line, saved_line)
 
 
 # --- the GPU image: built and tested on demand (make test-gpu-image) -----------------------------------------

@@ -43,6 +43,17 @@ case ${1:-} in
     # of the generation image's margin under its 400 MB goal). Keep S3's and those of the services its
     # credential providers call (STS, SSO, SSO-OIDC, sign-in); the image tests create each client and talk
     # to an S3 server.
+    # The ONNX extra (CPU image) adds ~118 MB; these parts of it and of TensorFlow no stage loads (the image
+    # tests train, export to ONNX with int8 quantisation and predict with all three models without them):
+    # onnx's conformance test data and C++ sources, a stray top-level `tests` package that tf2onnx installs,
+    # TensorFlow's StableHLO extension, and TensorBoard's fast-loading server binary (TensorBoard falls back
+    # to its Python loader; training writes summaries with TensorFlow itself).
+    site=$(echo /opt/venv/lib/python3.*/site-packages)
+    rm -rf "$site/onnx/backend/test" "$site/tests" "$site/tensorboard_data_server" \
+      "$site"/tensorflow/compiler/mlir/stablehlo/stablehlo_extension*.so
+    if [[ -d $site/onnx ]]; then
+      find "$site/onnx" \( -name '*.cc' -o -name '*.h' -o -name '*.in.proto' \) -delete
+    fi
     for data in /opt/venv/lib/python3.*/site-packages/botocore/data; do
       find "$data" -mindepth 1 -maxdepth 1 -type d \
         ! -name s3 ! -name sts ! -name sso ! -name sso-oidc ! -name signin -exec rm -rf {} +
