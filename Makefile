@@ -78,7 +78,7 @@ OVERRIDES = $(if $(MODEL),--model $(MODEL)) $(if $(TRAIN_STEPS),--train-steps $(
 LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune lint lock clean clean-docker \
+.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune bench-export lint lock clean clean-docker \
 	base-image build build-tfrecords build-cpu build-gpu tfrecords train train-gpu evaluate export train-local submit
 
 help: ## list the targets
@@ -152,6 +152,9 @@ bench: $(STAMP) ## benchmarks/tfrecords.py: 10k images, memory at 100k (several 
 
 bench-train: $(STAMP) ## benchmarks/train.py: training, input pipeline and serving speed
 	$(BIN)/python benchmarks/train.py
+
+bench-export: $(STAMP) ## benchmarks/export.py: SavedModel vs ONNX exports of MODEL_DIR, read over OUTPUT_DIR/records' test split
+	$(BIN)/python benchmarks/export.py --model-dir $(MODEL_DIR) --tfrecords-dir $(OUTPUT_DIR)/records
 
 bench-accuracy: $(STAMP) ## benchmarks/accuracy.py: default settings, 15 min each, on 3 datasets shadownet did not make
 	$(BIN)/pip install --quiet -r benchmarks/requirements-accuracy.txt

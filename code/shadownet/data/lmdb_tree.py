@@ -129,7 +129,7 @@ class LmdbReader:
     while it is open, so it is reopened every ``REOPEN_EVERY`` reads to keep memory flat.
     """
 
-    REOPEN_EVERY = 4096
+    REOPEN_EVERY = 1024
 
     def __init__(self, opener, name: str):
         self.opener, self.name, self.reads = opener, name, 0

@@ -120,11 +120,13 @@ class Scan:
 def scan_annotations(layout: Layout, policy: LabelPolicy) -> Scan:
     """Run the text checks over every part of the layout (one streaming pass each)."""
     scan = Scan(layout, [], [], [])
-    # Duplicates are found on 8-byte path digests so that memory stays small for large datasets.
-    digests, owners = [], []
-    for p, part in enumerate(layout.parts):
+    # Duplicates are found on 8-byte path digests, kept in arrays (8 bytes a sample), so that memory stays
+    # small for large datasets.
+    digests = []
+    for part in layout.parts:
         offsets, lines = layout.index(part)
         usable = np.zeros(len(offsets), dtype=bool)
+        part_digests = np.zeros(len(offsets), dtype=np.uint64)
         scan.offsets.append(offsets)
         scan.lines.append(lines)
         scan.usable.append(usable)
@@ -138,9 +140,9 @@ def scan_annotations(layout: Layout, policy: LabelPolicy) -> Scan:
                 scan.problems.append(Problem(part.name, item.line, exc.code, str(exc), item.path))
                 continue
             usable[i] = True
-            digests.append(int.from_bytes(hashlib.blake2b(item.path.encode(), digest_size=8).digest(), "little"))
-            owners.append((p, i))
-    scan.problems.extend(_mark_duplicates(scan, np.asarray(digests, dtype=np.uint64), owners))
+            part_digests[i] = int.from_bytes(hashlib.blake2b(item.path.encode(), digest_size=8).digest(), "little")
+        digests.append(part_digests)
+    scan.problems.extend(_mark_duplicates(scan, digests))
     scan.sort(scan.problems)
     return scan
 
@@ -154,8 +156,12 @@ def _read(scan: Scan, p: int, i: int) -> Sample:
         reader.close()
 
 
-def _mark_duplicates(scan: Scan, digests: np.ndarray, owners) -> list[Problem]:
+def _mark_duplicates(scan: Scan, part_digests: list[np.ndarray]) -> list[Problem]:
     """Every repeat of an image path after its first occurrence (in part order) is a problem."""
+    rows = [np.nonzero(usable)[0] for usable in scan.usable]
+    digests = np.concatenate([d[r] for d, r in zip(part_digests, rows)]) if rows else np.zeros(0, np.uint64)
+    owner_part = np.concatenate([np.full(len(r), p, np.int32) for p, r in enumerate(rows)]) if rows else []
+    owner_row = np.concatenate(rows) if rows else []
     order = np.argsort(digests, kind="stable")
     sorted_digests = digests[order]
     repeats = np.nonzero(sorted_digests[1:] == sorted_digests[:-1])[0] + 1
@@ -167,7 +173,8 @@ def _mark_duplicates(scan: Scan, digests: np.ndarray, owners) -> list[Problem]:
             first -= 1
         first_of[int(order[pos])] = int(order[first])
     for dup, first in sorted(first_of.items()):
-        (p, i), (first_p, first_i) = owners[dup], owners[first]
+        p, i = int(owner_part[dup]), int(owner_row[dup])
+        first_p, first_i = int(owner_part[first]), int(owner_row[first])
         sample, original = _read(scan, p, i), _read(scan, first_p, first_i)
         if sample.path != original.path:  # a digest collision, not a duplicate
             continue
