@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -157,3 +158,48 @@ def test_bad_onnx_files(tmp_path, onnx_export):  # noqa: F811
     not_image.write_bytes(b"plain text")
     done = run_cli("predict", "--model", onnx_export / "model.onnx", image, not_image)
     assert done.returncode == 1 and f"{not_image}: not a decodable image" in done.stderr
+
+
+PLAIN_CLIENT = '''
+import json, sys
+import cv2, numpy as np, onnxruntime as ort
+assert "tensorflow" not in sys.modules and "shadownet" not in sys.modules
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+meta = session.get_modelmeta().custom_metadata_map
+characters, blank = json.loads(meta["characters"]), int(meta["blank_index"])
+height, lo, hi = int(meta["input_height"]), int(meta["min_width"]), int(meta["max_width"])
+assert meta["input_layout"] == "NHWC" and meta["normalization"] == "pixel / 127.5 - 1 (RGB)"
+for path in sys.argv[2:]:
+    image = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    width = min(max(round(image.shape[1] * height / image.shape[0]), lo), hi)
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    x = (image.astype(np.float32) / 127.5 - 1.0)[None]
+    ids, lengths = session.run(["ids", "lengths"], {"images": x, "widths": np.array([width], np.int32)})
+    best, text, previous = ids[0, : lengths[0]], [], -1
+    for i in best.tolist():
+        if i != previous and i != blank:
+            text.append(characters[i])
+        previous = i
+    print(json.dumps("".join(text)))
+'''
+
+
+def test_a_plain_onnxruntime_client_reads_what_the_savedmodel_reads(onnx_export, records_dir, tmp_path):  # noqa: F811
+    """The metadata suffice: numpy, OpenCV and onnxruntime alone (no TensorFlow, no shadownet) give the texts."""
+    import subprocess
+    import sys
+
+    _, images = record_images(records_dir, "test")
+    paths = []
+    for i, data in enumerate(images):  # stored at height 32; PNG so that both decoders see the same pixels
+        path = tmp_path / f"{i}.png"
+        path.write_bytes(cv2.imencode(".png", cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))[1])
+        paths.append(path)
+    texts, _ = serve(onnx_export, [p.read_bytes() for p in paths])
+    assert len(set(texts)) >= 3
+    script = tmp_path / "client.py"
+    script.write_text(PLAIN_CLIENT)
+    done = subprocess.run([sys.executable, str(script), str(onnx_export / "model.onnx"), *map(str, paths)],
+                          capture_output=True, text=True, check=True)
+    assert [json.loads(line) for line in done.stdout.splitlines()] == texts
