@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +34,7 @@ import tensorflow as tf
 from ..data.images import WIDTH_DOWNSAMPLE
 from ..errors import DataError, ShadownetError
 from . import ctc, pipeline
+from .predict import BatchPredictor
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -120,7 +120,7 @@ def _quantize(source: Path, target: Path, props: dict[str, str]) -> Path:
 # -- reading a model back ---------------------------------------------------------------------------
 
 
-class OnnxPredictor:
+class OnnxPredictor(BatchPredictor):
     """A ``model.onnx`` written by ``export --format onnx``, run by onnxruntime."""
 
     def __init__(self, path: Path):
@@ -164,33 +164,11 @@ class OnnxPredictor:
                                            "widths": np.asarray(widths, np.int32)})
         return dict(zip(names, outputs))
 
-    def predict(self, images: Sequence[bytes], batch_size: int = 64) -> list[dict]:
-        """Encoded images -> ``[{"text": str, "confidence": float}, ...]`` in the same order."""
-        images = [bytes(image) for image in images]
-        results: list[dict] = []
-        for start in range(0, len(images), max(1, batch_size)):
-            chunk = images[start : start + batch_size]
-            try:
-                pixels, widths = self._preprocess(tf.constant(chunk, dtype=tf.string))
-            except tf.errors.InvalidArgumentError:
-                raise self._decode_error(chunk, start) from None
-            out = self.scores(pixels.numpy(), widths.numpy())
-            texts, confidences = self._decode(tf.constant(out["logits"]), tf.constant(out["lengths"]))
-            results += [{"text": t.decode("utf-8"), "confidence": float(c)}
-                        for t, c in zip(texts.numpy(), confidences.numpy())]
-        return results
-
-    def _decode_error(self, chunk: list[bytes], start: int) -> DataError:
-        from .predict import _reason
-
-        for i, image in enumerate(chunk):
-            try:
-                self._preprocess(tf.constant([image], dtype=tf.string))
-            except tf.errors.InvalidArgumentError as exc:
-                error = DataError(f"image {start + i + 1}: not a decodable image ({_reason(exc.message)})")
-                error.index = start + i
-                return error
-        return DataError("the model could not read this batch of images")
+    def _recognize(self, chunk: list[bytes]):
+        pixels, widths = self._preprocess(tf.constant(chunk, dtype=tf.string))
+        out = self.scores(pixels.numpy(), widths.numpy())
+        texts, confidences = self._decode(tf.constant(out["logits"]), tf.constant(out["lengths"]))
+        return texts.numpy(), confidences.numpy()
 
 
 def _texts(logits, lengths, blank: int, characters):

@@ -14,7 +14,38 @@ from ..errors import DataError, ShadownetError
 from .export import METADATA_FILE, SAVED_MODEL_FILE, SERVING_SIGNATURE, versions
 
 
-class Predictor:
+class BatchPredictor:
+    """Encoded images in batches -> texts; a subclass says how one batch is recognised (``_recognize``)."""
+
+    def predict(self, images: Sequence[bytes], batch_size: int = 64) -> list[dict]:
+        """Encoded images -> ``[{"text": str, "confidence": float}, ...]`` in the same order."""
+        images = [bytes(image) for image in images]
+        results: list[dict] = []
+        for start in range(0, len(images), max(1, batch_size)):
+            chunk = images[start : start + batch_size]
+            try:
+                texts, confidences = self._recognize(chunk)
+            except tf.errors.InvalidArgumentError:
+                raise self._decode_error(chunk, start) from None
+            results += [{"text": t.decode("utf-8"), "confidence": float(c)} for t, c in zip(texts, confidences)]
+        return results
+
+    def _recognize(self, chunk: list[bytes]):
+        """``(texts: bytes [batch], confidences [batch])`` as numpy arrays; InvalidArgumentError on a bad image."""
+        raise NotImplementedError
+
+    def _decode_error(self, chunk: list[bytes], start: int) -> DataError:
+        for i, image in enumerate(chunk):
+            try:
+                self._recognize([image])
+            except tf.errors.InvalidArgumentError as exc:
+                error = DataError(f"image {start + i + 1}: not a decodable image ({_reason(exc.message)})")
+                error.index = start + i
+                return error
+        return DataError("the model could not read this batch of images")
+
+
+class Predictor(BatchPredictor):
     """An exported model loaded for inference through its ``serving_default`` signature."""
 
     def __init__(self, path: Path, loaded):
@@ -24,29 +55,9 @@ class Predictor:
         meta = self.path / "assets" / METADATA_FILE
         self.metadata: dict = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
 
-    def predict(self, images: Sequence[bytes], batch_size: int = 64) -> list[dict]:
-        """Encoded images -> ``[{"text": str, "confidence": float}, ...]`` in the same order."""
-        images = [bytes(image) for image in images]
-        results: list[dict] = []
-        for start in range(0, len(images), max(1, batch_size)):
-            chunk = images[start : start + batch_size]
-            try:
-                out = self._serve(image_bytes=tf.constant(chunk, dtype=tf.string))
-            except tf.errors.InvalidArgumentError:
-                raise self._decode_error(chunk, start) from None
-            texts, confidences = out["text"].numpy(), out["confidence"].numpy()
-            results += [{"text": t.decode("utf-8"), "confidence": float(c)} for t, c in zip(texts, confidences)]
-        return results
-
-    def _decode_error(self, chunk: list[bytes], start: int) -> DataError:
-        for i, image in enumerate(chunk):
-            try:
-                self._serve(image_bytes=tf.constant([image], dtype=tf.string))
-            except tf.errors.InvalidArgumentError as exc:
-                error = DataError(f"image {start + i + 1}: not a decodable image ({_reason(exc.message)})")
-                error.index = start + i
-                return error
-        return DataError("the model could not read this batch of images")
+    def _recognize(self, chunk: list[bytes]):
+        out = self._serve(image_bytes=tf.constant(chunk, dtype=tf.string))
+        return out["text"].numpy(), out["confidence"].numpy()
 
 
 def _reason(message: str) -> str:
