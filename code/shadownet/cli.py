@@ -70,7 +70,8 @@ def _run_tfrecords(args) -> int:
     if shard_index is None:
         staging.sync(save_dir, args.save_dir, last=[MANIFEST_FILE])  # a reader trusts the manifest: it goes last
         print(f"wrote {counts['train']} train, {counts['validation']} validation, {counts['test']} test records "
-              f"to {args.save_dir} ({manifest['skipped']} skipped)", file=sys.stderr)
+              f"to {args.save_dir} ({manifest['skipped']} skipped) from the {manifest['source']['layout']} layout",
+              file=sys.stderr)
         return 0
     done = publish_shard(staging, save_dir, args.save_dir, shards)
     print(f"wrote shard {shard_index} of {shards}: {counts['train']} train, {counts['validation']} validation, "
@@ -109,7 +110,7 @@ def _run_validate(args) -> int:
     counts = result["counts"]
     skipped = f"; {result['skipped']} skipped (see --report)" if result["skipped"] else ""
     print(f"ok: {counts['train'] + counts['validation']} Train and {counts['test']} Test samples pass every check"
-          f"{skipped}")
+          f"{skipped} ({result['layout']} layout)")
     return 0
 
 
@@ -131,7 +132,7 @@ def _run_convert(args) -> int:
     staging.sync(out, args.out)
     counts = result["counts"]
     print(f"wrote {counts['train']} Train, {counts['validation']} Validation, {counts['test']} Test samples as "
-          f"{args.to} to {args.out} ({result['skipped']} skipped)", file=sys.stderr)
+          f"{args.to} to {args.out} ({result['skipped']} skipped) from the {result['layout']} layout", file=sys.stderr)
     return 0
 
 

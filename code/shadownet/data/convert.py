@@ -17,7 +17,6 @@ import contextlib
 import functools
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +61,6 @@ def run(config: ConvertConfig) -> dict:
     """Convert; returns ``{"layout", "to", "counts", "skipped"}``. DataError when problems stop it."""
     dataset_dir, out = Path(config.dataset_dir), Path(config.out)
     layout = detect(dataset_dir, config.layout)
-    print(f"{config.source or dataset_dir}: {layout.describe()}", file=sys.stderr)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ShadownetError(f"{out}: exists and is not an empty folder; convert writes a new one")
     charset = load_charset(dataset_dir)

@@ -76,10 +76,6 @@ class Layout:
         """Name -> sha256 of what identifies the part's labels, for the manifest."""
         raise NotImplementedError
 
-    def describe(self) -> str:
-        names = ", ".join(part.name for part in self.parts[:4]) + (", ..." if len(self.parts) > 4 else "")
-        return f"{self.kind} layout ({len(self.parts)} part{'s' if len(self.parts) != 1 else ''}: {names})"
-
     def __getstate__(self):  # pickled into every work item: keep it to names
         return {"dataset_dir": self.dataset_dir, "parts": self.parts}
 

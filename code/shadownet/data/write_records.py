@@ -20,7 +20,6 @@ import functools
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +130,6 @@ def run(config: TFRecordsConfig) -> dict:
     """
     dataset_dir = Path(config.dataset_dir)
     layout = detect(dataset_dir, config.layout)
-    print(f"{config.source or dataset_dir}: {layout.describe()}", file=sys.stderr)
     charset = load_charset(dataset_dir)
     policy = LabelPolicy.resolve(charset, config.case, config.geometry)
     scan = scan_annotations(layout, policy)
