@@ -149,6 +149,14 @@ class Charset:
         write_text_atomic(directory / ORD_MAP_FILE, ord_map_text)
 
 
+def of_dataset(dataset_dir: Path) -> Charset:
+    """The dataset's charset JSONs; when they are missing, the message says how to write them."""
+    if not (dataset_dir / CHAR_DICT_FILE).exists():
+        raise DataError(f"{dataset_dir / CHAR_DICT_FILE}: file not found (write the charset with: shadownet "
+                        f"charset build --dataset-dir {dataset_dir}, or charset preset)")
+    return Charset.load(dataset_dir)
+
+
 def from_labels(dataset_dir: Path, case: str = "keep", layout: str | None = None) -> Charset:
     """Every character of a dataset's labels (any layout, every split), in sorted order (``case="lower"``:
     lowercased). ``layout``: one of ``choices.LAYOUTS``, or None to find it from the folder."""

@@ -26,11 +26,12 @@ from ..fileio import partial_name
 from ..parallel import default_workers, ordered_map
 from ..progress import Progress
 from .annotations import LineError
+from .charset import of_dataset
 from .images import ImageError, ImageGeometry
 from .layouts import Layout, detect
 from .lmdb_tree import LmdbWriter
+from .splits import chunk_samples, chunks, rows_of
 from .validate import LabelPolicy, Problem, check_image, scan_annotations, summary, write_report
-from .write_records import Readers, chunks, load_charset, rows_of
 
 FOLDERS = {"train": "Train", "validation": "Validation", "test": "Test"}
 
@@ -63,7 +64,7 @@ def run(config: ConvertConfig) -> dict:
     layout = detect(dataset_dir, config.layout)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ShadownetError(f"{out}: exists and is not an empty folder; convert writes a new one")
-    charset = load_charset(dataset_dir)
+    charset = of_dataset(dataset_dir)
     policy = LabelPolicy.resolve(charset, config.case, config.geometry)
     scan = scan_annotations(layout, policy)
     problems = list(scan.problems)
@@ -115,20 +116,17 @@ def run(config: ConvertConfig) -> dict:
 def _check_chunk(layout: Layout, policy: LabelPolicy, to: str, chunk):
     """Worker side: ``(split, start, [(image bytes, label) or Problem per position])``."""
     out = []
-    with Readers(layout) as readers:
-        for p, offset, line in zip(chunk.parts.tolist(), chunk.offsets.tolist(), chunk.lines.tolist()):
-            reader = readers[p]
-            sample = reader.sample(offset, line)
-            try:
-                ids, text = policy.encode(sample)
-                data, _ = check_image(reader, sample, ids, text, policy)
-                if to == "seed" and ("\n" in sample.label or sample.label.endswith("\r")):
-                    raise LineError("unstorable_label", f"label {sample.label!r} holds a line break, which a "
-                                                        "sample.txt line cannot")
-            except (ImageError, LineError) as exc:
-                out.append(Problem(sample.file, sample.line, exc.code, str(exc), sample.path))
-                continue
-            out.append((data, sample.label))
+    for reader, sample in chunk_samples(layout, chunk):
+        try:
+            ids, text = policy.encode(sample)
+            data, _ = check_image(reader, sample, ids, text, policy)
+            if to == "seed" and ("\n" in sample.label or sample.label.endswith("\r")):
+                raise LineError("unstorable_label", f"label {sample.label!r} holds a line break, which a "
+                                                    "sample.txt line cannot")
+        except (ImageError, LineError) as exc:
+            out.append(Problem(sample.file, sample.line, exc.code, str(exc), sample.path))
+            continue
+        out.append((data, sample.label))
     return chunk.split, chunk.start, out
 
 

@@ -23,9 +23,6 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
 
 from .. import __version__
 from ..choices import ERROR_POLICIES, SPLITS
@@ -34,7 +31,8 @@ from ..fileio import PARTIAL_SUFFIX, partial_name, write_text_atomic
 from ..parallel import default_workers, ordered_map
 from ..progress import Progress
 from .annotations import LineError
-from .charset import CHAR_DICT_FILE, Charset
+from .charset import Charset
+from .charset import of_dataset as charset_of_dataset
 from .images import ImageError, ImageGeometry, normalize
 from .layouts import Layout, detect
 from .record_format import (
@@ -44,6 +42,7 @@ from .record_format import (
     shard_name,
     text_line_example,
 )
+from .splits import Chunk, chunk_samples, chunks, plan_splits
 from .validate import (
     LabelPolicy,
     Problem,
@@ -52,8 +51,6 @@ from .validate import (
     summary,
     write_report,
 )
-
-CHUNK_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -95,32 +92,6 @@ def shard_bounds(shard: int, count: int, shards: int) -> tuple[int, int]:
     return -(-shard * count // shards), -(-(shard + 1) * count // shards)
 
 
-@dataclass(frozen=True)
-class Rows:
-    """Samples of one split, in order: which part (index into ``layout.parts``) and which row of it."""
-
-    parts: np.ndarray  # int32
-    rows: np.ndarray  # int64
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def take(self, selection) -> "Rows":
-        return Rows(self.parts[selection], self.rows[selection])
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Consecutive positions of one split. Workers read the samples themselves, from their locators,
-    so that the parent process (which shares the cores) does little more than write."""
-
-    split: str
-    start: int
-    parts: np.ndarray
-    offsets: np.ndarray
-    lines: np.ndarray
-
-
 def run(config: TFRecordsConfig) -> dict:
     """Validate the dataset and, with a save_dir, write the records.
 
@@ -130,7 +101,7 @@ def run(config: TFRecordsConfig) -> dict:
     """
     dataset_dir = Path(config.dataset_dir)
     layout = detect(dataset_dir, config.layout)
-    charset = load_charset(dataset_dir)
+    charset = charset_of_dataset(dataset_dir)
     policy = LabelPolicy.resolve(charset, config.case, config.geometry)
     scan = scan_annotations(layout, policy)
     problems = list(scan.problems)
@@ -182,91 +153,22 @@ def run(config: TFRecordsConfig) -> dict:
     return result
 
 
-def load_charset(dataset_dir: Path) -> Charset:
-    """The dataset's charset JSONs; when they are missing, the message says how to write them."""
-    if not (dataset_dir / CHAR_DICT_FILE).exists():
-        raise DataError(f"{dataset_dir / CHAR_DICT_FILE}: file not found (write the charset with: shadownet "
-                        f"charset build --dataset-dir {dataset_dir}, or charset preset)")
-    return Charset.load(dataset_dir)
-
-
-def rows_of(scan, role: str) -> Rows:
-    """The usable samples of every part with this role, in part order."""
-    parts, rows = [np.zeros(0, np.int32)], [np.zeros(0, np.int64)]
-    for p, part in enumerate(scan.layout.parts):
-        if part.role == role:
-            usable = np.nonzero(scan.usable[p])[0]
-            parts.append(np.full(len(usable), p, np.int32))
-            rows.append(usable.astype(np.int64))
-    return Rows(np.concatenate(parts), np.concatenate(rows))
-
-
-def plan_splits(scan, ratio: float, seed: int) -> dict[str, Rows]:
-    """Samples per split: validation is the dataset's own, or a seeded sample of train; train is shuffled."""
-    train = rows_of(scan, "train")
-    order = np.random.default_rng(seed).permutation(len(train))
-    if any(part.role == "validation" for part in scan.layout.parts):
-        # Shuffled once here so that training reads well-mixed records even with a small shuffle buffer.
-        return {"train": train.take(order), "validation": rows_of(scan, "validation"), "test": rows_of(scan, "test")}
-    n_validation = int(round(ratio * len(train)))
-    return {
-        "train": train.take(order[n_validation:]),
-        "validation": train.take(np.sort(order[:n_validation])),
-        "test": rows_of(scan, "test"),
-    }
-
-
-def chunks(scan, plan: dict[str, Rows], blocks: dict[str, tuple[int, int]]) -> Iterator[Chunk]:
-    for split in SPLITS:
-        rows = plan[split]
-        first, stop = blocks[split]
-        for start in range(first, stop, CHUNK_SIZE):
-            selected = rows.take(slice(start, min(start + CHUNK_SIZE, stop)))
-            offsets = np.array([scan.offsets[p][r] for p, r in zip(selected.parts, selected.rows)], np.int64)
-            lines = np.array([scan.lines[p][r] for p, r in zip(selected.parts, selected.rows)], np.int32)
-            yield Chunk(split, start, selected.parts, offsets, lines)
-
-
-class Readers:
-    """The parts a worker has opened for one chunk, each opened once, all closed at the end."""
-
-    def __init__(self, layout: Layout):
-        self.layout, self.open = layout, {}
-
-    def __getitem__(self, p: int):
-        if p not in self.open:
-            self.open[p] = self.layout.open(self.layout.parts[p])
-        return self.open[p]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for reader in self.open.values():
-            reader.close()
-
-
 def _process_chunk(layout: Layout, policy: LabelPolicy, build: bool, chunk: Chunk):
     """Worker side: ``(split, start, [framed record bytes or Problem per position])``."""
     out = []
-    with Readers(layout) as readers:
-        for p, offset, line in zip(chunk.parts.tolist(), chunk.offsets.tolist(), chunk.lines.tolist()):
-            reader = readers[p]
-            sample = reader.sample(offset, line)
-            try:
-                ids, text = policy.encode(sample)  # passed the text checks already
-                data, image = check_image(reader, sample, ids, text, policy)
-                if not build:
-                    out.append(b"")
-                    continue
-                encoded, width, height = normalize(data, image, policy.geometry)
-            except (ImageError, LineError) as exc:
-                out.append(Problem(sample.file, sample.line, exc.code, str(exc), sample.path))
+    for reader, sample in chunk_samples(layout, chunk):
+        try:
+            ids, text = policy.encode(sample)  # passed the text checks already
+            data, image = check_image(reader, sample, ids, text, policy)
+            if not build:
+                out.append(b"")
                 continue
-            example = text_line_example(
-                encoded, policy.geometry.image_format, width, height, sample.path, ids, text
-            )
-            out.append(frame(example))
+            encoded, width, height = normalize(data, image, policy.geometry)
+        except (ImageError, LineError) as exc:
+            out.append(Problem(sample.file, sample.line, exc.code, str(exc), sample.path))
+            continue
+        example = text_line_example(encoded, policy.geometry.image_format, width, height, sample.path, ids, text)
+        out.append(frame(example))
     return chunk.split, chunk.start, out
 
 
