@@ -12,6 +12,10 @@ function of the seed, so a rerun writes the same dataset. The image sources are 
 * ``words``: English words from wordfreq's frequency list (the 30,000 most frequent, letters only),
   printed with Pillow in the DejaVu and STIX fonts that matplotlib ships (the synthetic generator uses
   Pillow's built-in font), at random sizes, inks, backgrounds and slight rotations, saved as JPEG.
+* ``mixed``: those words in lower case, Capitalised or UPPER CASE, and numbers (62 classes).
+* ``photo``: ``mixed``'s texts in all 18 DejaVu and STIX faces, as a phone photo of a label shows them:
+  perspective, uneven light, low contrast, shadows of texture, blur, lost resolution, sensor noise and
+  strong JPEG compression (quality 30-80).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-KINDS = ("captcha", "digits", "words", "mixed")
+KINDS = ("captcha", "digits", "words", "mixed", "photo")
 SOURCES = {
     "captcha": "captcha library (PyPI 'captcha'), ImageCaptcha 160x70, 4 of [0-9a-z]",
     "digits": "scikit-learn load_digits (UCI optdigits handwritten scans), strings of 3-8 digits, "
@@ -31,6 +35,8 @@ SOURCES = {
     "words": "wordfreq English top-30,000 words printed in matplotlib's DejaVu/STIX fonts",
     "mixed": "the same words in lower case, Capitalised or UPPER CASE, and numbers (62 classes), "
              "in matplotlib's DejaVu/STIX fonts",
+    "photo": "the mixed-case words and numbers in matplotlib's 18 DejaVu/STIX faces, photographed: perspective, "
+             "uneven light, low contrast, blur, lost resolution, noise, JPEG quality 30-80 (62 classes)",
 }
 WORD_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf",
               "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "STIXGeneral.ttf",
@@ -39,7 +45,8 @@ WORD_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
 
 def make(kind: str, out: Path, train: int, test: int, seed: int = 0) -> None:
     """Write ``train`` + ``test`` samples of dataset ``kind`` under ``out`` (seed layout, no charset files)."""
-    writer = {"captcha": _captcha, "digits": _digits, "words": _words, "mixed": _mixed}[kind]
+    writer = {"captcha": _captcha, "digits": _digits, "words": _words, "mixed": _mixed, "photo": _photo}[kind]
+    qualities = (30, 81) if kind == "photo" else (75, 96)
     out = Path(out)
     for split, count, offset in (("Train", train, 0), ("Test", test, train)):
         images = out / "images" / split.lower()
@@ -51,7 +58,7 @@ def make(kind: str, out: Path, train: int, test: int, seed: int = 0) -> None:
             if kind == "digits":
                 image.save(path)
             else:
-                image.save(path, quality=int(np.random.default_rng([seed, offset + index]).integers(75, 96)))
+                image.save(path, quality=int(np.random.default_rng([seed, offset + index]).integers(*qualities)))
             lines.append(f"/images/{split.lower()}/{name} {label}\n")
         (out / split).mkdir(exist_ok=True)
         temporary = out / split / "sample.txt.partial"
@@ -105,19 +112,31 @@ def _mixed(count: int, seed: int, test: bool):
     return _words(count, seed, test, mixed=True)
 
 
-def _words(count: int, seed: int, test: bool, mixed: bool = False):
-    import matplotlib
+def _mixed_texts(rng: np.random.Generator, words: list[str]) -> str:
+    word = words[int(rng.integers(len(words)))]
+    case = rng.random()
+    return (word if case < 0.4 else word.capitalize() if case < 0.65 else word.upper() if case < 0.85
+            else str(int(rng.integers(0, 10 ** int(rng.integers(1, 7))))))
+
+
+def _word_list() -> list[str]:
     from wordfreq import top_n_list
 
-    fonts_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    words = [w for w in top_n_list("en", 30_000) if w.isascii() and w.isalpha() and w.islower()]
+    return [w for w in top_n_list("en", 30_000) if w.isascii() and w.isalpha() and w.islower()]
+
+
+def _fonts_dir() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+def _words(count: int, seed: int, test: bool, mixed: bool = False):
+    fonts_dir = _fonts_dir()
+    words = _word_list()
     rng = np.random.default_rng([seed, (13 if test else 12) if mixed else (11 if test else 10)])
     for _ in range(count):
-        word = words[int(rng.integers(len(words)))]
-        if mixed:
-            case = rng.random()
-            word = (word if case < 0.4 else word.capitalize() if case < 0.65 else word.upper() if case < 0.85
-                    else str(int(rng.integers(0, 10 ** int(rng.integers(1, 7))))))
+        word = _mixed_texts(rng, words) if mixed else words[int(rng.integers(len(words)))]
         font = ImageFont.truetype(str(fonts_dir / WORD_FONTS[int(rng.integers(len(WORD_FONTS)))]),
                                   int(rng.integers(22, 49)))
         left, top, right, bottom = font.getbbox(word)
@@ -131,3 +150,57 @@ def _words(count: int, seed: int, test: bool, mixed: bool = False):
         if rng.random() < 0.3:
             image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0))))
         yield image, word
+
+
+PHOTO_FONTS = WORD_FONTS + ("DejaVuSans-BoldOblique.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-BoldOblique.ttf",
+                            "DejaVuSansMono-Oblique.ttf", "DejaVuSerif-BoldItalic.ttf", "DejaVuSansDisplay.ttf",
+                            "DejaVuSerifDisplay.ttf", "STIXGeneralBolIta.ttf")
+
+
+def _photo(count: int, seed: int, test: bool):
+    """``mixed``'s texts as a photo of a printed label shows them (see the module's docstring)."""
+    import cv2
+
+    fonts_dir = _fonts_dir()
+    words = _word_list()
+    rng = np.random.default_rng([seed, 15 if test else 14])
+    for _ in range(count):
+        text = _mixed_texts(rng, words)
+        font = ImageFont.truetype(str(fonts_dir / PHOTO_FONTS[int(rng.integers(len(PHOTO_FONTS)))]),
+                                  int(rng.integers(24, 56)))
+        left, top, right, bottom = font.getbbox(text)
+        pad_x, pad_y = int(rng.integers(4, 24)), int(rng.integers(4, 14))
+        width, height = right - left + 2 * pad_x, bottom - top + 2 * pad_y
+        mask = Image.new("L", (width, height), 0)
+        ImageDraw.Draw(mask).text((pad_x - left, pad_y - top), text, font=font, fill=255)
+        # Perspective: each corner moved by up to 6 % of the height / 4 % of the width.
+        corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+        jitter = rng.uniform(-1, 1, (4, 2)) * np.float32([0.04 * width, 0.06 * height + 2])
+        warp = cv2.getPerspectiveTransform(corners, (corners + jitter).astype(np.float32))
+        coverage = cv2.warpPerspective(np.asarray(mask, np.float32) / 255.0, warp, (width, height))
+        # Paper and ink: contrast from strong to weak, either polarity now and then.
+        if rng.random() < 0.85:
+            paper = rng.uniform(90, 255, 3)
+            ink = paper * rng.uniform(0.05, 0.6)
+        else:  # light on dark
+            paper = rng.uniform(10, 100, 3)
+            ink = np.minimum(255, paper + rng.uniform(90, 200))
+        # Uneven light: a gradient across the label and a blotchy low-frequency shade.
+        gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = (np.cos(angle) * gx / width + np.sin(angle) * gy / height)
+        light = 1.0 - rng.uniform(0, 0.45) * (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+        blotches = cv2.resize(rng.uniform(0, 1, (3, 6)).astype(np.float32), (width, height),
+                              interpolation=cv2.INTER_CUBIC)
+        light = light * (1.0 - rng.uniform(0, 0.3) * blotches)
+        pixels = (paper + (ink - paper) * coverage[..., None]) * light[..., None]
+        if rng.random() < 0.6:
+            sigma = float(rng.uniform(0.4, 1.6))
+            pixels = cv2.GaussianBlur(pixels, (0, 0), sigma)
+        if rng.random() < 0.5:  # lost resolution: a smaller sensor image, scaled back up
+            scale = float(rng.uniform(0.35, 0.8))
+            small = cv2.resize(pixels, (max(8, int(width * scale)), max(8, int(height * scale))),
+                               interpolation=cv2.INTER_AREA)
+            pixels = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        pixels = pixels + rng.normal(0, rng.uniform(2, 14), pixels.shape)
+        yield Image.fromarray(pixels.clip(0, 255).astype(np.uint8)), text

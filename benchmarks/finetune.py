@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=300, help="budget of the fine-tuning and scratch runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", choices=("photo", "mixed"), default="photo",
+                        help="the small set (external_datasets): photographed labels, or clean prints")
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -103,11 +105,11 @@ def main() -> None:
         shutil.rmtree(pretrained, ignore_errors=True)
         runs.append(train("pretrain", pretrain_records, pretrained, args.pretrain_seconds))
 
-    mixed = work / "mixed"
+    mixed = work / args.dataset
     if not (mixed / "Test" / "sample.txt").exists():
-        external_datasets.make("mixed", mixed, args.train, args.test, args.seed)
+        external_datasets.make(args.dataset, mixed, args.train, args.test, args.seed)
         Charset.from_text(MIXED_CHARSET).save(mixed)
-    mixed_records = records(mixed, work / "mixed-records")
+    mixed_records = records(mixed, work / f"{args.dataset}-records")
     old_records = records(lowercase_test_set(synthetic, work / "lowercase"), work / "lowercase-records",
                           "--case", "lower", "--validation-ratio", "0")
 
@@ -125,7 +127,7 @@ def main() -> None:
             records(synthetic, pretrain_records), pretrained, work / "pretrained-lowercase.json")
     print(json.dumps({
         "dataset": {"pretrain": f"shadownet synth --kind lines, {args.pretrain_count} images (seed {args.seed + 1})",
-                    "fine-tune": external_datasets.SOURCES["mixed"], "train": args.train, "test": args.test},
+                    "fine-tune": external_datasets.SOURCES[args.dataset], "train": args.train, "test": args.test},
         "settings": "defaults; --max-train-seconds as below",
         "pretrain_seconds": args.pretrain_seconds, "seconds": args.seconds, "runs": runs,
         "word_accuracy": results,
