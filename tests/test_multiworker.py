@@ -166,8 +166,9 @@ def runs(records_dir, tmp_path_factory):
 @pytest.mark.slow
 def test_two_workers_train_as_one_process_on_the_same_global_batch(runs):
     root, workers, single = runs
-    for worker in workers:
-        assert worker.lines()[0] == "strategy=MultiWorkerMirroredStrategy workers=2 replicas=2 mixed_precision=off"
+    for i, worker in enumerate(workers):
+        assert worker.lines()[0] == ("strategy=MultiWorkerMirroredStrategy workers=2 replicas=2 mixed_precision=off "
+                                     f"cluster=TF_CONFIG task=worker:{i}")
         assert any(line.startswith("trained to step 4") for line in worker.lines())
     assert single.lines()[0] == "strategy=DefaultDistributionStrategy workers=1 replicas=1 mixed_precision=off"
 

@@ -21,6 +21,7 @@ LR_SCHEDULES = ("cosine", "constant")
 MIXED_PRECISION = ("auto", "off", "bfloat16", "float16")
 BEST_METRICS = ("word_accuracy", "char_error_rate", "loss")
 FREEZE = ("none", "conv")  # fine-tuning: conv trains only the recurrent and output layers
+HPO_METRICS = ("word_accuracy", "char_error_rate", "validation_loss")  # what a tuner's metric file reports
 
 # -- evaluation, export and serving (learn/)
 DECODERS = ("greedy", "beam")
@@ -30,4 +31,5 @@ EXPORT_FORMATS = ("savedmodel", "onnx")  # `export --format`, comma-separated
 QUANTIZATIONS = ("none", "int8")  # `export --quantize` (ONNX)
 
 # -- platforms (cloud/): what `jobs render` and `submit` take
-PLATFORMS = ("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords")
+PLATFORMS = ("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords", "sagemaker-tuning", "vertex-tuning", "katib",
+             "kubeflow-training-runtime", "kubeflow-trainjob")

@@ -163,7 +163,8 @@ def _run_train(args) -> int:
     workers = cluster(os.environ, Path("/"))
     strategy = distribute.create(cluster=workers, timeout_seconds=config.worker_timeout_seconds)
     display = StepDisplay(config.train_steps)
-    display.log(f"{distribute.describe(strategy)} mixed_precision={config.mixed_precision}")
+    display.log(f"{distribute.describe(strategy)} mixed_precision={config.mixed_precision}"
+                + (f" cluster={workers.source} task={workers.task_type}:{workers.task_index}" if workers else ""))
     if platform.name != "local":
         display.log(f"platform={platform.name}")
     # From here a SIGTERM (preemption, a stopped job) finishes the step in progress, checkpoints and exits
@@ -186,7 +187,8 @@ def _run_train(args) -> int:
                        progress=display.progress if display.tty else None, strategy=strategy, saved=saved,
                        stop=stop_requested, log_dir=Path(platform.log_dir) if platform.log_dir else None,
                        grace_seconds=platform.grace_seconds, init_dir=init_dir,
-                       explicit=explicit(args.config, flags, platform.settings))
+                       explicit=explicit(args.config, flags, platform.settings),
+                       report=_tuning_reporter(platform, config, distribute.is_chief(strategy)))
     except distribute.PEER_ERRORS as exc:
         if workers is None:  # one process: a bug, keep its traceback
             raise
@@ -202,6 +204,16 @@ def _run_train(args) -> int:
     if export_path is not None and distribute.is_chief(strategy):  # the chief's run is the one to export
         _export_after_training(staging, model_dir, tfrecords_dir, export_path, platform.report_dir or model_path)
     return 0
+
+
+def _tuning_reporter(platform, config, chief: bool):
+    """Vertex AI's tuner reads the objective from cloudml-hypertune's file (the chief's): report to it."""
+    if not platform.metric_file or not chief:
+        return None
+    from .cloud.hypertune import MetricFile, metric_value
+
+    metric_file = MetricFile(platform.metric_file, platform.trial_id, config.hpo_metric)
+    return lambda step, metrics: metric_file.report(metric_value(config.hpo_metric, metrics), step)
 
 
 def _export_after_training(staging, model_dir: Path, tfrecords_dir: Path, export_path, report_dir) -> None:

@@ -27,6 +27,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "best_metric": choices.BEST_METRICS,
     "init_checkpoint": choices.CHECKPOINTS,
     "freeze": choices.FREEZE,
+    "hpo_metric": choices.HPO_METRICS,
 }
 # What a fine-tuned run takes from the run it starts from (learn/finetune.py): what shapes the weights and
 # what the weights learned to read.
@@ -70,6 +71,7 @@ HELP: dict[str, str] = {
     "checkpoint_every": "checkpoint every this many steps (and at the end, and on SIGTERM)",
     "keep_checkpoints": "checkpoints kept in checkpoints/ (the best one is kept apart in best/)",
     "best_metric": "what makes a checkpoint the best one",
+    "hpo_metric": "the validation metric reported to a tuner's metric file (Vertex AI's cloudml-hypertune file)",
 }
 
 
@@ -112,6 +114,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     best_metric: str = "word_accuracy"
+    hpo_metric: str = "word_accuracy"  # the tag of the reports to CLOUD_ML_HP_METRIC_FILE (Vertex AI tuning)
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():

@@ -35,9 +35,13 @@ DEFAULTS: dict[str, str] = {
     "memory": "16Gi",
     "workers": "1",  # training machines (MultiWorkerMirroredStrategy when more than one)
     "shards": "4",  # k8s-tfrecords: pods of the Indexed Job, one shard of every split each
+    "max_trials": "12",  # tuning jobs: trials in all
+    "parallel_trials": "3",  # tuning jobs: trials at once
 }
-_INSTANCE = {"sagemaker": "ml.c7i.2xlarge", "vertex": "n2-standard-8", "uai": "1-CPU8"}
-_REGION = {"sagemaker": "us-east-1", "vertex": "us-central1", "uai": "cn-bj2"}
+_INSTANCE = {"sagemaker": "ml.c7i.2xlarge", "vertex": "n2-standard-8", "uai": "1-CPU8",
+             "sagemaker-tuning": "ml.c7i.2xlarge", "vertex-tuning": "n2-standard-8"}
+_REGION = {"sagemaker": "us-east-1", "vertex": "us-central1", "uai": "cn-bj2", "sagemaker-tuning": "us-east-1",
+           "vertex-tuning": "us-central1"}
 # The training settings of every spec: configs/cloud.yaml, the cloud default experiment.
 DEFAULT_EXPERIMENT = "cloud"
 
@@ -69,26 +73,26 @@ def parameters(settings: list[str], platform: str) -> tuple[dict[str, str], dict
             values[key] = value
         else:
             raise ShadownetError(f"--set {key}: unknown parameter; known: {', '.join(sorted(values))}, hp.<setting>")
-    for key in ("max_runtime_seconds", "workers", "shards"):
+    for key in ("max_runtime_seconds", "workers", "shards", "max_trials", "parallel_trials"):
         if not values[key].isdigit() or int(values[key]) < 1:
             raise ShadownetError(f"--set {key}: a whole number >= 1, not {values[key]!r}")
     return values, hyperparameters
 
 
-def _uris(p: dict[str, str]) -> dict[str, str]:
+def uris(p: dict[str, str]) -> dict[str, str]:
     base = f"s3://{p['bucket']}/{p['prefix']}".rstrip("/")
     return {"dataset": f"{base}/dataset", "records": f"{base}/records", "output": f"{base}/output",
             "checkpoints": f"{base}/checkpoints/{p['name']}", "run": f"{base}/runs/{p['name']}",
             "export": f"{base}/serving"}
 
 
-def _flags(hyperparameters: dict[str, str]) -> list[str]:
+def flags(hyperparameters: dict[str, str]) -> list[str]:
     return [part for key, value in hyperparameters.items() for part in (f"--{key.replace('_', '-')}", value)]
 
 
 def sagemaker(p: dict[str, str], hp: dict[str, str]) -> dict:
     """CreateTrainingJob request: managed spot, checkpoints synced to S3, metrics from the log."""
-    u, runtime = _uris(p), int(p["max_runtime_seconds"])
+    u, runtime = uris(p), int(p["max_runtime_seconds"])
     return {
         "TrainingJobName": p["name"],
         "AlgorithmSpecification": {"TrainingImage": p["image"], "TrainingInputMode": "File",
@@ -111,7 +115,7 @@ def sagemaker(p: dict[str, str], hp: dict[str, str]) -> dict:
 def vertex(p: dict[str, str], hp: dict[str, str]) -> dict:
     """CustomJobSpec for `gcloud ai custom-jobs create --config`: spot, restarts resume from AIP_CHECKPOINT_DIR."""
     bucket = f"/gcs/{p['bucket']}/{p['prefix']}".rstrip("/")
-    container = {"imageUri": p["image"], "args": ["train", "--tfrecords-dir", f"{bucket}/records", *_flags(hp)]}
+    container = {"imageUri": p["image"], "args": ["train", "--tfrecords-dir", f"{bucket}/records", *flags(hp)]}
     # Pool 0 is the chief; more machines go in pool 1 (Vertex sets TF_CONFIG for them all).
     pools = [{"machineSpec": {"machineType": p["instance_type"]}, "replicaCount": count, "containerSpec": container}
              for count in (1, int(p["workers"]) - 1) if count]
@@ -140,23 +144,23 @@ POD_SECURITY = {"runAsNonRoot": True, "runAsUser": IMAGE_USER, "runAsGroup": IMA
 CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
-def _container(name: str, image: str, args: list[str], p: dict[str, str]) -> dict:
+def container(name: str, image: str, args: list[str], p: dict[str, str]) -> dict:
     resources = {"cpu": p["cpu"], "memory": p["memory"]}
     return {"name": name, "image": image, "args": args, "env": _s3_env(p),
             "resources": {"requests": dict(resources), "limits": dict(resources)},
             "securityContext": dict(CONTAINER_SECURITY)}
 
 
-def _pod(containers: list[dict], **fields) -> dict:
+def pod(containers: list[dict], **fields) -> dict:
     """A pod spec that runs its containers as IMAGE_USER, with nothing more than the restricted standard allows."""
     return {**fields, "securityContext": dict(POD_SECURITY), "containers": containers}
 
 
 def kubeflow(p: dict[str, str], hp: dict[str, str]) -> dict:
     """TFJob with one worker; exit codes >= 128 (143: stopped by SIGTERM after checkpointing) are retried."""
-    u = _uris(p)
+    u = uris(p)
     args = ["train", "--tfrecords-dir", u["records"], "--model-dir", u["run"], "--export-dir", u["export"],
-            *_flags(hp)]
+            *flags(hp)]
     return {
         "apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": p["name"]},
         "spec": {
@@ -164,22 +168,22 @@ def kubeflow(p: dict[str, str], hp: dict[str, str]) -> dict:
                           "activeDeadlineSeconds": int(p["max_runtime_seconds"])},
             # Several workers: the operator injects TF_CONFIG, worker 0 acts as the chief.
             "tfReplicaSpecs": {"Worker": {"replicas": int(p["workers"]), "restartPolicy": "ExitCode", "template": {
-                "spec": _pod([_container("tensorflow", p["image"], args, p)], terminationGracePeriodSeconds=120)}}},
+                "spec": pod([container("tensorflow", p["image"], args, p)], terminationGracePeriodSeconds=120)}}},
         },
     }
 
 
 def k8s_tfrecords(p: dict[str, str], hp: dict[str, str]) -> dict:
     """A Kubernetes Indexed Job that writes the records from a dataset in the bucket, one shard per pod."""
-    u, shards = _uris(p), int(p["shards"])
+    u, shards = uris(p), int(p["shards"])
     # An Indexed Job: pod I gets JOB_COMPLETION_INDEX=I and writes shard I of every split; the last pod to
     # finish writes the manifest. Together they write what one run with --shards N writes.
     args = ["tfrecords", "--dataset-dir", u["dataset"], "--save-dir", u["records"], "--num-shards", str(shards)]
     return {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"{p['name']}-tfrecords"},
         "spec": {"completionMode": "Indexed", "completions": shards, "parallelism": shards,
-                 "backoffLimitPerIndex": 2, "maxFailedIndexes": 0, "template": {"spec": _pod(
-                     [_container("tfrecords", p["tfrecords_image"], args, p)], restartPolicy="Never",
+                 "backoffLimitPerIndex": 2, "maxFailedIndexes": 0, "template": {"spec": pod(
+                     [container("tfrecords", p["tfrecords_image"], args, p)], restartPolicy="Never",
                      terminationGracePeriodSeconds=60)}},
     }
 
@@ -191,7 +195,7 @@ def uai(p: dict[str, str], hp: dict[str, str]) -> dict:
         "job_name": p["name"],
         "node_type": p["instance_type"],
         "image": p["image"],
-        "command": " ".join(["shadownet", "train", *_flags(hp)]),
+        "command": " ".join(["shadownet", "train", *flags(hp)]),
         "data_path": f"ufile://{p['bucket']}/{p['prefix']}/records/",
         "output_path": f"ufile://{p['bucket']}/{p['prefix']}/output/{p['name']}/",
         "max_execute_hours": max(1, int(p["max_runtime_seconds"]) // 3600),
@@ -199,22 +203,32 @@ def uai(p: dict[str, str], hp: dict[str, str]) -> dict:
     }
 
 
-BUILDERS = {"sagemaker": sagemaker, "vertex": vertex, "kubeflow": kubeflow, "uai": uai,
-            "k8s-tfrecords": k8s_tfrecords}
+def _builders() -> dict:
+    from . import trainer_jobs, tuning_jobs
+
+    return {"sagemaker": sagemaker, "vertex": vertex, "kubeflow": kubeflow, "uai": uai,
+            "k8s-tfrecords": k8s_tfrecords, "sagemaker-tuning": tuning_jobs.sagemaker_tuning,
+            "vertex-tuning": tuning_jobs.vertex_tuning, "katib": tuning_jobs.katib,
+            "kubeflow-training-runtime": trainer_jobs.training_runtime, "kubeflow-trainjob": trainer_jobs.trainjob}
+
+
 # Rendered into jobs/ with the defaults, and with these settings under the second name.
 EXAMPLES = {"sagemaker": "sagemaker-training-job-2-instances.json", "vertex": "vertex-custom-job-2-replicas.yaml",
             "kubeflow": "kubeflow-tfjob-2-workers.yaml"}
 EXAMPLE_SETTINGS = ["workers=2"]
 FILES = {"sagemaker": "sagemaker-training-job.json", "vertex": "vertex-custom-job.yaml",
-         "kubeflow": "kubeflow-tfjob.yaml", "uai": "uai-train-job.json", "k8s-tfrecords": "k8s-tfrecords-job.yaml"}
+         "kubeflow": "kubeflow-tfjob.yaml", "uai": "uai-train-job.json", "k8s-tfrecords": "k8s-tfrecords-job.yaml",
+         "sagemaker-tuning": "sagemaker-tuning-job.json", "vertex-tuning": "vertex-hyperparameter-tuning-job.yaml",
+         "katib": "katib-experiment.yaml", "kubeflow-training-runtime": "kubeflow-training-runtime.yaml",
+         "kubeflow-trainjob": "kubeflow-trainjob.yaml"}
 
 
 def render(platform: str, settings: list[str] = ()) -> str:
     """The spec as text, checked."""
-    if platform not in BUILDERS:
+    if platform not in PLATFORMS:
         raise ShadownetError(f"platform must be one of {', '.join(PLATFORMS)}, not {platform!r}")
     p, hp = parameters(list(settings), platform)
-    spec = BUILDERS[platform](p, hp)
+    spec = _builders()[platform](p, hp)
     check(platform, spec)
     if FILES[platform].endswith(".json"):
         return json.dumps(spec, indent=2) + "\n"
@@ -224,28 +238,35 @@ def render(platform: str, settings: list[str] = ()) -> str:
 
 
 def check(platform: str, spec: dict) -> None:
-    problems: list[str] = []
-    if platform == "sagemaker":
-        problems = _check_sagemaker(spec)
-    elif platform in ("kubeflow", "k8s-tfrecords"):
-        problems = _check_kubernetes(platform, spec)
-    elif platform == "vertex":
-        problems = _check_vertex(spec)
+    from . import trainer_jobs, tuning_jobs
+
+    checks = {"sagemaker": _check_sagemaker, "vertex": vertex_problems, "kubeflow": kubernetes_problems,
+              "k8s-tfrecords": kubernetes_problems, "sagemaker-tuning": tuning_jobs.check_sagemaker_tuning,
+              "vertex-tuning": tuning_jobs.check_vertex_tuning, "katib": tuning_jobs.check_katib,
+              "kubeflow-training-runtime": trainer_jobs.check_runtime, "kubeflow-trainjob": trainer_jobs.check_trainjob}
+    problems = checks[platform](spec) if platform in checks else []
     if problems:
         raise ShadownetError(f"the rendered {platform} spec is not valid:\n  " + "\n  ".join(problems))
 
 
-def _check_sagemaker(spec: dict) -> list[str]:
+def botocore_problems(request: dict, operation: str) -> list[str]:
+    """What botocore's model of SageMaker's ``operation`` finds wrong with ``request``."""
     import botocore.session
     from botocore.exceptions import ParamValidationError
     from botocore.validate import validate_parameters
 
-    model = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob")
+    model = botocore.session.get_session().get_service_model("sagemaker").operation_model(operation)
     try:
-        validate_parameters(spec, model.input_shape)
+        validate_parameters(request, model.input_shape)
     except ParamValidationError as exc:
         return [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
-    problems = []
+    return []
+
+
+def _check_sagemaker(spec: dict) -> list[str]:
+    problems = botocore_problems(spec, "CreateTrainingJob")
+    if problems:
+        return problems
     if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", spec["TrainingJobName"]):
         problems.append(f"TrainingJobName {spec['TrainingJobName']!r}: letters, digits and '-', at most 63")
     stop = spec["StoppingCondition"]
@@ -311,10 +332,16 @@ def _restricted(where: str, pod: dict) -> list[str]:
     return problems
 
 
-def _check_kubernetes(platform: str, spec: dict) -> list[str]:
+def restricted_problems(spec: dict) -> list[str]:
+    """How the pods of a Kubernetes object fall short of the restricted standard (see ``_restricted``)."""
+    return [problem for where, pod_spec in pod_specs(spec) for problem in _restricted(where, pod_spec)]
+
+
+def kubernetes_problems(spec: dict) -> list[str]:
+    """A Job or TFJob: its pods within the restricted standard and, with kubernetes-validate, Kubernetes' schemas."""
     objects = [spec]
-    problems = [problem for where, pod in pod_specs(spec) for problem in _restricted(where, pod)]
-    if platform == "kubeflow":
+    problems = restricted_problems(spec)
+    if spec.get("kind") == "TFJob":
         # The TFJob is a custom resource: its pod templates are checked as the Pods they become.
         for role, replica in spec["spec"]["tfReplicaSpecs"].items():
             if replica.get("restartPolicy") not in ("Always", "OnFailure", "Never", "ExitCode"):
@@ -322,7 +349,8 @@ def _check_kubernetes(platform: str, spec: dict) -> list[str]:
             names = [c["name"] for c in replica["template"]["spec"]["containers"]]
             if "tensorflow" not in names:
                 problems.append(f"tfReplicaSpecs.{role}: the training container must be named 'tensorflow'")
-        objects = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{spec['metadata']['name']}-{role}"},
+        name = spec.get("metadata", {}).get("name", "trial")
+        objects = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-{role}"},
                     "spec": replica["template"]["spec"]} for role, replica in spec["spec"]["tfReplicaSpecs"].items()]
     try:
         import kubernetes_validate
@@ -337,7 +365,7 @@ def _check_kubernetes(platform: str, spec: dict) -> list[str]:
     return problems
 
 
-def _check_vertex(spec: dict) -> list[str]:
+def vertex_problems(spec: dict) -> list[str]:
     problems = []
     pools = spec.get("workerPoolSpecs") or []
     if not pools:

@@ -13,6 +13,8 @@ defaults.
 * UCloud UAI Train: ``--data_dir`` holds the records; ``--output_dir`` is uploaded after the job and
   downloaded back before a restarted one, so the run and the export live under it.
 * Kubernetes / Kubeflow: paths from the args; the failure reason to ``/dev/termination-log``.
+* Hyperparameter tuning: Vertex AI's trials report to ``CLOUD_ML_HP_METRIC_FILE`` (``metric_file``; see
+  ``hypertune``); SageMaker and Katib read the log.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Platform:
     init_dir: str | None = None  # a run to fine-tune from (SageMaker's channel "init"), unless init_from is set
     settings: Mapping[str, str] = field(default_factory=dict)  # training settings the platform passes
     failure_file: Path | None = None  # where the platform reads why a job failed
+    # Vertex AI's tuning service reads the objective here (cloudml-hypertune's file); None: not reported.
+    metric_file: str | None = None
+    trial_id: str = "0"
     # Between SIGTERM and SIGKILL: SageMaker's 120 s; Kubernetes' default terminationGracePeriodSeconds,
     # and the 30 s notice of a preempted Compute Engine VM, elsewhere.
     grace_seconds: float = 30.0
@@ -53,6 +58,8 @@ def detect(env: Mapping[str, str], root: Path = Path("/"), uai: Mapping[str, str
         return _sagemaker(env, root)
     if any(key in env for key in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR")):
         return _vertex(env)
+    if HP_METRIC_FILE in env:  # a tuner that reads cloudml-hypertune's file, elsewhere than on Vertex AI
+        return Platform("local", metric_file=env[HP_METRIC_FILE], trial_id=env.get(HP_TRIAL_ID, "0"))
     if uai and any(uai.get(key) for key in UAI_FLAGS):
         return _uai(uai)
     if "KUBERNETES_SERVICE_HOST" in env:
@@ -73,6 +80,11 @@ def _sagemaker(env: Mapping[str, str], root: Path) -> Platform:
     except ShadownetError as exc:  # still a SageMaker job: the reason goes to its failure file (cli.main)
         exc.platform = Platform("sagemaker", failure_file=failure_file)
         raise
+    tuning = settings.pop(TUNING_HYPERPARAMETER, None)
+    if tuning is not None and env.get("TRAINING_JOB_NAME"):
+        # A tuning trial: every trial syncs its checkpoint folder to the one S3 URI of the tuning job's
+        # definition, so each keeps its run under its own job's name (a spot restart has the same name).
+        checkpoints = checkpoints / env["TRAINING_JOB_NAME"]
     return Platform(
         "sagemaker",
         tfrecords_dir=env.get("SM_CHANNEL_TRAIN") or str(ml / "input/data/train"),
@@ -84,6 +96,9 @@ def _sagemaker(env: Mapping[str, str], root: Path) -> Platform:
         failure_file=failure_file,
         grace_seconds=120.0,
     )
+
+
+TUNING_HYPERPARAMETER = "_tuning_objective_metric"  # what SageMaker adds to the hyperparameters of a tuning trial
 
 
 def _channel(path: Path) -> str | None:
@@ -99,8 +114,13 @@ def _hyperparameters(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     values = _read_json(path)
-    # The SageMaker SDK adds its own bookkeeping entries (sagemaker_program, sagemaker_region, ...).
-    return {key: value for key, value in values.items() if not key.startswith("sagemaker_")}
+    # The SageMaker SDK adds its own bookkeeping entries (sagemaker_program, sagemaker_region, ...), and a
+    # tuning job its objective (_tuning_objective_metric): kept apart from the training settings.
+    settings = {key: value for key, value in values.items()
+                if not key.startswith("sagemaker_") and not key.startswith("_")}
+    if TUNING_HYPERPARAMETER in values:
+        settings[TUNING_HYPERPARAMETER] = str(values[TUNING_HYPERPARAMETER])
+    return settings
 
 
 def _read_json(path: Path) -> dict:
@@ -115,12 +135,21 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+# cloudml-hypertune's contract: the file its HyperTune class writes (and its default), and the trial's id.
+HP_METRIC_FILE = "CLOUD_ML_HP_METRIC_FILE"
+HP_METRIC_FILE_DEFAULT = "/tmp/hypertune/output.metrics"
+HP_TRIAL_ID = "CLOUD_ML_TRIAL_ID"
+
+
 def _vertex(env: Mapping[str, str]) -> Platform:
+    """Vertex AI's custom job; in a tuning job's trial the AIP_* folders are the trial's own."""
     return Platform(
         "vertex",
         model_dir=gcs_path(env.get("AIP_CHECKPOINT_DIR")),
         export_dir=gcs_path(env.get("AIP_MODEL_DIR")),
         log_dir=gcs_path(env.get("AIP_TENSORBOARD_LOG_DIR")),
+        metric_file=env.get(HP_METRIC_FILE, HP_METRIC_FILE_DEFAULT),
+        trial_id=env.get(HP_TRIAL_ID, "0"),
     )
 
 
@@ -193,6 +222,8 @@ class Cluster:
     jobs: Mapping[str, tuple[str, ...]]
     task_type: str
     task_index: int
+    # Where it was read (TF_CONFIG, CLUSTER_SPEC, jobset, SM_HOSTS, resourceconfig): shown, not compared.
+    source: str = field(default="TF_CONFIG", compare=False)
 
     @property
     def workers(self) -> int:
@@ -215,14 +246,17 @@ def cluster(env: Mapping[str, str], root: Path = Path("/")) -> Cluster | None:
     """The cluster this process trains in, or None when it trains alone (one worker, or no cluster at all).
 
     ``TF_CONFIG`` (set by Kubeflow's TFJob and by Vertex AI, or by hand) comes first; then Vertex AI's
-    ``CLUSTER_SPEC`` (pools ``workerpool0``, ``workerpool1``); then SageMaker's hosts (``SM_HOSTS`` and
-    ``SM_CURRENT_HOST``, else ``resourceconfig.json``): every host a worker on port 8890, this one at its
-    position in the sorted host list, as the SageMaker TensorFlow toolkit sets TF_CONFIG.
+    ``CLUSTER_SPEC`` (pools ``workerpool0``, ``workerpool1``); then a Kubeflow Trainer v2 / JobSet pod
+    (``jobset_cluster``); then SageMaker's hosts (``SM_HOSTS`` and ``SM_CURRENT_HOST``, else
+    ``resourceconfig.json``): every host a worker on port 8890, this one at its position in the sorted host
+    list, as the SageMaker TensorFlow toolkit sets TF_CONFIG.
     """
     if env.get("TF_CONFIG"):
         found = parse_tf_config(env["TF_CONFIG"], "TF_CONFIG")
     elif env.get("CLUSTER_SPEC"):
         found = parse_vertex_cluster_spec(env["CLUSTER_SPEC"])
+    elif env.get(JOBSET_ENV["jobset"]):
+        found = jobset_cluster(env)
     elif env.get("SM_HOSTS") and env.get("SM_CURRENT_HOST"):
         hosts = _json_value(env["SM_HOSTS"], "SM_HOSTS")
         found = sagemaker_cluster(hosts, env["SM_CURRENT_HOST"], "SM_HOSTS")
@@ -230,6 +264,7 @@ def cluster(env: Mapping[str, str], root: Path = Path("/")) -> Cluster | None:
         path = root / "opt/ml/input/config/resourceconfig.json"
         resources = _read_json(path)
         found = sagemaker_cluster(resources.get("hosts"), resources.get("current_host"), str(path))
+        found = Cluster(found.jobs, found.task_type, found.task_index, "resourceconfig")
     else:
         return None
     return found if found.workers > 1 else None
@@ -243,7 +278,41 @@ def sagemaker_cluster(hosts, current_host, source: str) -> Cluster:
     if current_host not in ordered:
         raise ShadownetError(f"{source}: the current host {current_host!r} is not among the hosts {ordered}")
     return Cluster({"worker": tuple(f"{host}:{SAGEMAKER_PORT}" for host in ordered)}, "worker",
-                   ordered.index(current_host))
+                   ordered.index(current_host), "SM_HOSTS")
+
+
+# Kubeflow Trainer v2 runs a TrainJob as a JobSet and, having no TensorFlow plugin, sets no TF_CONFIG: the
+# container builds its cluster from the pod's environment. Our TrainingRuntime (jobs/kubeflow-training-runtime.yaml)
+# passes the JobSet's labels in through the downward API; the Indexed Job sets JOB_COMPLETION_INDEX.
+JOBSET_ENV = {"jobset": "JOBSET_NAME", "replicated_job": "REPLICATED_JOB_NAME", "job_index": "JOB_INDEX",
+              "pod_index": "JOB_COMPLETION_INDEX", "nodes": "SHADOWNET_NUM_NODES", "port": "SHADOWNET_PORT",
+              "subdomain": "JOBSET_SUBDOMAIN"}
+JOBSET_PORT = 2222  # node i listens on JOBSET_PORT + i: fixed per node, and nodes that share a host never collide
+
+
+def jobset_cluster(env: Mapping[str, str]) -> Cluster:
+    """A JobSet pod's environment -> every node a worker, node 0 (the chief) first, on its stable host name.
+
+    JobSet gives each pod the DNS name ``<jobset>-<replicatedJob>-<jobIndex>-<podIndex>.<subdomain>`` (the
+    subdomain is the JobSet's name unless its spec sets another); ``SHADOWNET_NUM_NODES`` is the TrainJob's
+    ``numNodes``. Node ``i`` listens on ``SHADOWNET_PORT`` (default 2222) + ``i``.
+    """
+    name = {key: env.get(variable, "") for key, variable in JOBSET_ENV.items()}
+    for key, default in (("replicated_job", "node"), ("job_index", "0"), ("port", str(JOBSET_PORT))):
+        name[key] = name[key] or default
+    for key in ("job_index", "pod_index", "nodes", "port"):
+        if not name[key].isdigit():
+            raise ShadownetError(f"{JOBSET_ENV[key]}: a whole number is needed to build the JobSet's cluster, "
+                                 f"found {name[key]!r}")
+    nodes, pod, port = int(name["nodes"]), int(name["pod_index"]), int(name["port"])
+    if nodes < 1 or pod >= nodes:
+        raise ShadownetError(f"{JOBSET_ENV['pod_index']}={pod} is not a node of {JOBSET_ENV['nodes']}={nodes}")
+    if port + nodes > 65536:
+        raise ShadownetError(f"{JOBSET_ENV['port']}={port}: ports {port}..{port + nodes - 1} do not all exist")
+    subdomain = name["subdomain"] or name["jobset"]
+    hosts = tuple(f"{name['jobset']}-{name['replicated_job']}-{name['job_index']}-{i}.{subdomain}:{port + i}"
+                  for i in range(nodes))
+    return Cluster({"worker": hosts}, "worker", pod, "jobset")
 
 
 def parse_tf_config(text: str, source: str = "TF_CONFIG") -> Cluster:
@@ -266,7 +335,8 @@ def parse_vertex_cluster_spec(text: str) -> Cluster:
     pool = task.get("type")
     task["type"] = VERTEX_POOLS.get(pool, pool)
     jobs = {VERTEX_POOLS[name]: hosts for name, hosts in data["cluster"].items() if name in VERTEX_POOLS}
-    return _cluster_of(jobs, task, f"CLUSTER_SPEC (pool {pool})")
+    found = _cluster_of(jobs, task, f"CLUSTER_SPEC (pool {pool})")
+    return Cluster(found.jobs, found.task_type, found.task_index, "CLUSTER_SPEC")
 
 
 def _cluster_of(jobs: Mapping, task: Mapping, source: str) -> Cluster:

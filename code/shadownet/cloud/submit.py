@@ -1,7 +1,9 @@
 """``shadownet submit``: hand a rendered job spec to its platform, and follow a SageMaker job to its end.
 
-SageMaker goes through boto3 (``create_training_job``, then ``describe_training_job`` until the job ends).
-Kubernetes and Vertex AI go through their own tools, ``kubectl apply -f -`` and ``gcloud ai custom-jobs
+SageMaker goes through boto3 (``create_training_job``, then ``describe_training_job`` until the job ends;
+a tuning job: ``create_hyper_parameter_tuning_job``, then its status and trial counts until it ends, and
+the best training job with its objective value). Kubernetes (TFJob, Katib, Trainer v2) and Vertex AI go
+through their own tools, ``kubectl apply -f -`` and ``gcloud ai custom-jobs create`` / ``hp-tuning-jobs
 create``, when they are installed; otherwise the command and the spec are printed for the user to run.
 UAI Train has no tool to call: its parameters are printed.
 """
@@ -20,6 +22,9 @@ from ..errors import ShadownetError
 from . import jobs
 
 FINAL_STATUSES = ("Completed", "Failed", "Stopped")
+KUBECTL_PLATFORMS = ("kubeflow", "k8s-tfrecords", "katib", "kubeflow-training-runtime", "kubeflow-trainjob")
+GCLOUD = {"vertex": ["gcloud", "ai", "custom-jobs", "create"],
+          "vertex-tuning": ["gcloud", "ai", "hp-tuning-jobs", "create"]}
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,15 @@ def submit(config: SubmitConfig, out=print) -> int:
     text = jobs.render(config.platform, list(config.settings))
     if config.platform == "sagemaker":
         return _sagemaker(jobs.parsed(text, "sagemaker"), config, out)
-    if config.platform in ("kubeflow", "k8s-tfrecords"):
+    if config.platform == "sagemaker-tuning":
+        return _sagemaker_tuning(jobs.parsed(text, "sagemaker-tuning"), config, out)
+    if config.platform in KUBECTL_PLATFORMS:
         return _tool(["kubectl", "apply", "-f", "-"], text, out)
-    if config.platform == "vertex":
-        p, _ = jobs.parameters(list(config.settings), "vertex")
+    if config.platform in GCLOUD:
+        p, _ = jobs.parameters(list(config.settings), config.platform)
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as spec:
             spec.write(text)
-        command = ["gcloud", "ai", "custom-jobs", "create", f"--region={p['region']}", f"--display-name={p['name']}",
+        command = [*GCLOUD[config.platform], f"--region={p['region']}", f"--display-name={p['name']}",
                    f"--config={spec.name}"]
         try:
             return _tool(command, None, out, shown_spec=text)
@@ -65,21 +72,27 @@ def _tool(command: list[str], stdin: str | None, out, shown_spec: str | None = N
     return 0
 
 
-def _sagemaker(request: dict, config: SubmitConfig, out) -> int:
+def _create(config: SubmitConfig, operation: str, request: dict, name: str):
+    """(the SageMaker client, the ARN ``operation`` returned): one message for a refusal or no credentials."""
     import boto3
     import botocore.exceptions
 
-    region = jobs.parameters(list(config.settings), "sagemaker")[0]["region"]
+    region = jobs.parameters(list(config.settings), config.platform)[0]["region"]
     client = boto3.client("sagemaker", region_name=region, endpoint_url=config.endpoint_url)
-    name = request["TrainingJobName"]
     try:
-        arn = client.create_training_job(**request)["TrainingJobArn"]
+        response = getattr(client, operation)(**request)
     except botocore.exceptions.ClientError as exc:
         error = exc.response.get("Error", {})
         raise ShadownetError(f"SageMaker refused job {name}: {error.get('Code')}: {error.get('Message')}") from None
     except botocore.exceptions.NoCredentialsError:
         raise ShadownetError("no AWS credentials found (environment, shared credentials file or instance role)") \
             from None
+    return client, next(value for key, value in response.items() if key.endswith("Arn"))
+
+
+def _sagemaker(request: dict, config: SubmitConfig, out) -> int:
+    name = request["TrainingJobName"]
+    client, arn = _create(config, "create_training_job", request, name)
     out(f"submitted {arn}")
     if not config.wait:
         return 0
@@ -100,4 +113,34 @@ def _sagemaker(request: dict, config: SubmitConfig, out) -> int:
         return 1
     artifacts = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     out("completed" + (f"; model: {artifacts}" if artifacts else ""))
+    return 0
+
+
+def _sagemaker_tuning(request: dict, config: SubmitConfig, out) -> int:
+    """Create the tuning job, follow its status and trial counts, then name the best trial and its objective."""
+    name = request["HyperParameterTuningJobName"]
+    client, arn = _create(config, "create_hyper_parameter_tuning_job", request, name)
+    out(f"submitted {arn}")
+    if not config.wait:
+        return 0
+    seen = None
+    while True:
+        job = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        counts = job.get("TrainingJobStatusCounters", {})
+        state = (job["HyperParameterTuningJobStatus"], counts.get("Completed", 0), counts.get("InProgress", 0))
+        if state != seen:
+            out(f"status={state[0]} completed_trials={state[1]} running_trials={state[2]}")
+            seen = state
+        if state[0] in FINAL_STATUSES:
+            break
+        time.sleep(config.poll_seconds)
+    best = job.get("BestTrainingJob") or {}
+    objective = best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+    if best:
+        out(f"best training job {best.get('TrainingJobName')}: {objective.get('MetricName')}="
+            f"{objective.get('Value')} with {best.get('TunedHyperParameters')}")
+    if state[0] != "Completed":
+        reason = job.get("FailureReason", "")
+        print(f"shadownet: tuning job {name} ended {state[0]}" + (f": {reason}" if reason else ""), file=sys.stderr)
+        return 1
     return 0

@@ -72,9 +72,30 @@ def check_same_run(model_dir: Path, config: TrainConfig, charset: Charset) -> No
             raise ShadownetError(f"{model_dir} holds a run with another charset; use a new --model-dir")
     config_path = model_dir / CONFIG_FILE
     if config_path.exists():
-        old_model = json.loads(config_path.read_text(encoding="utf-8")).get("model")
+        recorded = json.loads(config_path.read_text(encoding="utf-8"))
+        old_model = recorded.get("model")
         if old_model != config.model:
             raise ShadownetError(f"{model_dir} holds a {old_model} run, not {config.model}; use a new --model-dir")
+        if has_checkpoints(model_dir):
+            _check_same_trial(model_dir, config, recorded)
+
+
+# What a hyperparameter tuner varies between trials: a run resumes its checkpoints only under the same values,
+# so that no trial ever continues another one's training (two trials given one --model-dir by mistake).
+TRIAL_SETTINGS = ("learning_rate", "warmup_steps", "batch_size", "optimizer", "lr_schedule", "weight_decay",
+                  "clip_norm", "augment", "seed", "freeze", "init_from")
+
+
+def _check_same_trial(model_dir: Path, config: TrainConfig, recorded: dict) -> None:
+    defaults = TrainConfig()
+    changed = [(key, recorded.get(key, getattr(defaults, key)), getattr(config, key)) for key in TRIAL_SETTINGS
+               if coerce(key, recorded.get(key, getattr(defaults, key)), CONFIG_FILE) != getattr(config, key)]
+    if changed:
+        key, old, new = changed[0]
+        raise ShadownetError(
+            f"{model_dir} holds the checkpoints of a run with {key}={old!r}, not {new!r}"
+            + (f" (and {len(changed) - 1} more settings)" if len(changed) > 1 else "")
+            + ": a run resumes only with its own settings (each tuning trial needs its own --model-dir)")
 
 
 def read_best(model_dir: Path) -> dict | None:

@@ -63,7 +63,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
           strategy: tf.distribute.Strategy | None = None, saved=None, stop=None,
           log_dir: Path | None = None, clock=time.monotonic,
           grace_seconds: float = DEFAULT_GRACE_SECONDS, init_dir: Path | None = None,
-          explicit: frozenset[str] = frozenset()) -> TrainResult:
+          explicit: frozenset[str] = frozenset(), report=None) -> TrainResult:
     """Train (or resume) until ``train_steps`` or ``max_train_seconds``; see the module docstring.
 
     ``progress(step)`` is called with the step reached: once at start, then after every step.
@@ -78,6 +78,9 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     Under several workers, each calls ``train`` with its own view of the same paths; see the module docstring.
     Fine-tuning (``config.init_from``): ``init_dir`` is that run, staged here (default: ``init_from`` itself);
     ``explicit``: the settings the user gave, which must not contradict the parent's architecture (``finetune``).
+    ``report(step, metrics)``: called after every evaluation, and once more at the end with the best one
+    (a tuner's metric file). The log gets the same values: ``step=N validation_loss=... word_accuracy=...
+    char_error_rate=...`` after each evaluation, ``best_step=N ...`` (the same keys) at the end.
     """
     budget = Budget.start(config.max_train_seconds, config.eval_every_seconds, clock)
     config = resolve_precision(config)
@@ -99,10 +102,23 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
         log(f"initialised from {parent.run} (step {parent.step}): "
             + finetune.describe(finetune.transfer(parent, trainer.model, charset)))
     try:
-        run = _Run(trainer, config, tfrecords_dir, manifest, budget, log, saved if chief else None, log_dir)
-        return run.loop(progress, stop, grace_seconds)
+        run = _Run(trainer, config, tfrecords_dir, manifest, budget, log, saved if chief else None, log_dir,
+                   report)
+        result = run.loop(progress, stop, grace_seconds)
     finally:
         trainer.close()
+    if result.best:  # the objective once more, last: SageMaker's tuner takes the last value the log shows
+        log(metric_line(f"best_step={result.best['step']}", result.best))
+        if report is not None:
+            report(result.best["step"], result.best)
+    return result
+
+
+def metric_line(prefix: str, metrics: dict) -> str:
+    """``PREFIX validation_loss=... word_accuracy=... char_error_rate=...``: what the tuners read from the log
+    (SageMaker's MetricDefinitions, Katib's StdOut filter): names of letters, digits and ``_`` only."""
+    return (f"{prefix} validation_loss={metrics['loss']:.4f} word_accuracy={metrics['word_accuracy']:.4f}"
+            f" char_error_rate={metrics['char_error_rate']:.4f}")
 
 
 def _parent(config: TrainConfig, model_dir: Path, init_dir: Path | None, explicit: frozenset[str]):
@@ -129,8 +145,9 @@ class _Run:
     """The loop of one ``train`` call and what it keeps between steps: the best metric, the plan, the log."""
 
     def __init__(self, trainer: Trainer, config: TrainConfig, tfrecords_dir: Path, manifest: dict,
-                 budget: Budget, log, saved, log_dir: Path | None):
+                 budget: Budget, log, saved, log_dir: Path | None, report=None):
         self.trainer, self.config, self.budget, self.log, self.saved = trainer, config, budget, log, saved
+        self.report = report
         self.tfrecords_dir, self.model_dir = tfrecords_dir, trainer.model_dir
         counts = manifest["counts"]
         self.eval_images = min(counts["validation"], config.eval_max_samples or counts["validation"])
@@ -250,8 +267,9 @@ class _Run:
             return False
         self.budget.evaluated(self.budget.now() - began)
         self.evaluated_step = step
-        self.log(f"step={step} validation_loss={metrics['loss']:.4f} word_accuracy={metrics['word_accuracy']:.4f}"
-                 f" char_error_rate={metrics['char_error_rate']:.4f}")
+        self.log(metric_line(f"step={step}", metrics))
+        if self.report is not None:
+            self.report(step, metrics)
         _summaries(self.writer, step, metrics, shown)
         value = metrics[config.best_metric]
         better = is_better(config.best_metric, value, self.best and self.best["value"])
