@@ -131,6 +131,11 @@ def _fonts_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
+def font_path(name: str) -> Path:
+    """One of the TrueType faces matplotlib ships."""
+    return _fonts_dir() / name
+
+
 def _words(count: int, seed: int, test: bool, mixed: bool = False):
     fonts_dir = _fonts_dir()
     words = _word_list()

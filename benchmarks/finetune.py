@@ -34,6 +34,9 @@ from shadownet.data.charset import Charset  # noqa: E402
 import external_datasets  # noqa: E402
 
 MIXED_CHARSET = string.digits + string.ascii_letters  # 62 classes
+# --pretrain-fonts computer-modern: the synthetic lines also in these faces (matplotlib ships them; the
+# small sets use only its DejaVu and STIX faces).
+PRETRAIN_FONTS = ("cmr10.ttf", "cmb10.ttf", "cmti10.ttf", "cmss10.ttf", "cmtt10.ttf")
 
 
 def shadownet(*args) -> str:
@@ -88,6 +91,8 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=300, help="budget of the fine-tuning and scratch runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain-fonts", choices=("builtin", "computer-modern"), default="computer-modern",
+                        help="the pretraining's faces: Pillow's built-in font only, or with 5 Computer Modern faces")
     parser.add_argument("--dataset", choices=("photo", "mixed"), default="photo",
                         help="the small set (external_datasets): photographed labels, or clean prints")
     args = parser.parse_args()
@@ -95,9 +100,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
 
     synthetic = work / "synthetic"
+    fonts = [f for name in PRETRAIN_FONTS for f in ("--font", external_datasets.font_path(name))] \
+        if args.pretrain_fonts == "computer-modern" else []
     if not (synthetic / "Test" / "sample.txt").exists():
         shadownet("synth", "--kind", "lines", "--count", args.pretrain_count, "--seed", args.seed + 1,
-                  "--out", synthetic)
+                  "--out", synthetic, *fonts)
     pretrain_records = records(synthetic, work / "synthetic-records", "--validation-ratio", "0.02")
     pretrained = work / "pretrained"
     runs = []
@@ -126,7 +133,8 @@ def main() -> None:
         results["pretrained_on_lowercase"] = accuracy(
             records(synthetic, pretrain_records), pretrained, work / "pretrained-lowercase.json")
     print(json.dumps({
-        "dataset": {"pretrain": f"shadownet synth --kind lines, {args.pretrain_count} images (seed {args.seed + 1})",
+        "dataset": {"pretrain": f"shadownet synth --kind lines, {args.pretrain_count} images (seed {args.seed + 1}), "
+                                f"fonts: {args.pretrain_fonts}",
                     "fine-tune": external_datasets.SOURCES[args.dataset], "train": args.train, "test": args.test},
         "settings": "defaults; --max-train-seconds as below",
         "pretrain_seconds": args.pretrain_seconds, "seconds": args.seconds, "runs": runs,
