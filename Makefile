@@ -50,6 +50,10 @@ TRAIN_ARGS ?=
 # (empty: CONFIG with MODEL / TRAIN_STEPS, converted by the CPU image)
 SM_DIR ?= $(OUTPUT_DIR)/opt_ml
 SM_HYPERPARAMETERS ?=
+# make push: REGISTRY=host[:port]/namespace; the images go to PUSH_PREFIX/NAME:TAG, their digests to IMAGES_FILE
+REGISTRY ?=
+PUSH_PREFIX ?= $(REGISTRY)/shadownet
+IMAGES_FILE ?= $(OUTPUT_DIR)/images.json
 # make submit
 PLATFORM ?= sagemaker
 SUBMIT_ARGS ?=
@@ -78,8 +82,8 @@ OVERRIDES = $(if $(MODEL),--model $(MODEL)) $(if $(TRAIN_STEPS),--train-steps $(
 LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune bench-export lint lock clean clean-docker \
-	base-image build build-tfrecords build-cpu build-gpu tfrecords train train-gpu evaluate export train-local submit
+.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune bench-worker-loss bench-export lint lock clean clean-docker \
+	base-image build build-tfrecords build-cpu build-gpu push push-tfrecords push-cpu push-gpu tfrecords train train-gpu evaluate export train-local submit
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -153,6 +157,9 @@ bench: $(STAMP) ## benchmarks/tfrecords.py: 10k images, memory at 100k (several 
 bench-train: $(STAMP) ## benchmarks/train.py: training, input pipeline and serving speed
 	$(BIN)/python benchmarks/train.py
 
+bench-worker-loss: $(STAMP) ## benchmarks/worker_loss.py: how soon a worker notices that the other one died or froze
+	$(BIN)/python benchmarks/worker_loss.py $(BENCH_ARGS)
+
 bench-export: $(STAMP) ## benchmarks/export.py: SavedModel vs ONNX exports of MODEL_DIR, read over OUTPUT_DIR/records' test split
 	$(BIN)/python benchmarks/export.py --model-dir $(MODEL_DIR) --tfrecords-dir $(OUTPUT_DIR)/records
 
@@ -160,7 +167,7 @@ bench-accuracy: $(STAMP) ## benchmarks/accuracy.py: default settings, 15 min eac
 	$(BIN)/pip install --quiet -r benchmarks/requirements-accuracy.txt
 	$(BIN)/python benchmarks/accuracy.py $(BENCH_ARGS)
 
-bench-finetune: $(STAMP) ## benchmarks/finetune.py: fine-tuning vs from scratch on 1,000 mixed-case images (~30 min)
+bench-finetune: $(STAMP) ## benchmarks/finetune.py: fine-tuning vs from scratch on 1,000 photographed mixed-case images (~30 min)
 	$(BIN)/pip install --quiet -r benchmarks/requirements-accuracy.txt
 	$(BIN)/python benchmarks/finetune.py $(BENCH_ARGS)
 
@@ -211,6 +218,24 @@ build-cpu: ## build the CPU training image
 
 build-gpu: ## build the GPU training image (several GB of CUDA wheels)
 	$(call docker_build,train-gpu,$(GPU_IMAGE))
+
+# $(call docker_push,NAME=IMAGE ...): tag, push, print the digests, record them in IMAGES_FILE.
+define docker_push
+	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY=host[:port]/namespace (and log in first: docs/docker.md)" >&2; exit 2; }
+	Dockerfiles/scripts/push.sh $(DOCKER) $(PUSH_PREFIX) $(TAG) $(IMAGES_FILE) $(1)
+endef
+
+push: ## push the three images to REGISTRY (TAG=...), their digests to OUTPUT_DIR/images.json
+	$(call docker_push,tfrecords=$(TFRECORDS_IMAGE) train-cpu=$(CPU_IMAGE) train-gpu=$(GPU_IMAGE))
+
+push-tfrecords: ## push the generation image
+	$(call docker_push,tfrecords=$(TFRECORDS_IMAGE))
+
+push-cpu: ## push the CPU training image
+	$(call docker_push,train-cpu=$(CPU_IMAGE))
+
+push-gpu: ## push the GPU training image
+	$(call docker_push,train-gpu=$(GPU_IMAGE))
 
 tfrecords: $(DATA_DIR)/Train/sample.txt ## generation image: DATA_DIR (read-only) -> OUTPUT_DIR/records
 	mkdir -p $(OUTPUT_DIR)

@@ -1,18 +1,21 @@
 """Fine-tuning against training from scratch, on a small mixed-case set in fonts the pretraining never saw.
 
 1. Pretrain: ``shadownet synth --kind lines`` (lowercase labels: the synthetic charset has no capitals;
-   Pillow's built-in font), ``tfrecords``, ``train --max-train-seconds PRETRAIN`` with default settings.
-2. The small set: ``external_datasets`` ``mixed`` (wordfreq words in lower case, Capitalised or UPPER CASE,
-   and numbers; matplotlib's DejaVu/STIX fonts) with the 62-class charset of digits and ASCII letters:
-   TRAIN images to train on (10 % of them held out for validation), TEST held out.
+   Pillow's built-in font and, with ``--pretrain-fonts computer-modern`` (the default), matplotlib's five
+   Computer Modern faces), ``tfrecords``, ``train --max-train-seconds PRETRAIN`` with default settings.
+2. The small set (``--dataset``): ``external_datasets`` ``photo`` (the default: wordfreq words in lower case,
+   Capitalised or UPPER CASE, and numbers, in matplotlib's 18 DejaVu/STIX faces, as a phone photo of a label
+   shows them) or ``mixed`` (the same texts printed clean in 10 of those faces), with the 62-class charset of
+   digits and ASCII letters: TRAIN images to train on (10 % of them held out for validation), TEST held out.
 3. ``train --init-from PRETRAINED --max-train-seconds SECONDS`` against ``train --max-train-seconds SECONDS``
    from scratch, both with default settings otherwise, on the same records.
 4. Word accuracy of both on the held-out mixed-case images, and of the fine-tuned model on the
    pretraining's own lowercase test split (how much it forgot; case-insensitive, since the synthetic
    images show capitals too, labelled in lower case).
 
-    python benchmarks/finetune.py [--work DIR] [--pretrain-seconds 900] [--seconds 300]
+    python benchmarks/finetune.py [--work DIR] [--pretrain-seconds 900] [--seconds 300] [--dataset photo]
 
+A rerun in the same ``--work`` reuses what is there (the synthetic set, the pretrained run, the small set).
 Prints one JSON object. Needs ``benchmarks/requirements-accuracy.txt`` (``make bench-finetune`` installs it).
 """
 

@@ -2,7 +2,9 @@
 
 The proxy forwards every HTTP request to moto unchanged, except the ones a test asked to fail: it
 answers them with a 503 or 500, closes the connection without answering, or cuts a response body
-short. It counts requests so that tests can see the retries happen.
+short; or it holds one in flight (``hold``) until the test lets it go on or drops it, so that a test
+can act (kill the client) while that request is under way. It counts requests so that tests can see
+the retries happen.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def free_port() -> int:
 class Fault:
     method: str  # "GET", "PUT", ... or "*"
     path: str  # regular expression searched in the request path
-    action: str  # "503", "500", "403" (see ERRORS), "drop" (close, no answer), "truncate" (half the body, then close)
+    # "503", "500", "403" (see ERRORS), "drop" (close, no answer), "truncate" (half the body, then close),
+    # "hold" (wait for Proxy.release, then forward it or drop it)
+    action: str
     times: int = 1
 
     def matches(self, method: str, path: str) -> bool:
@@ -48,9 +52,12 @@ class Proxy:
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     injected: list[tuple[str, str, str]] = field(default_factory=list)
+    held: threading.Event = field(default_factory=threading.Event)  # set while a request is held
 
     def __post_init__(self):
         self.lock = threading.Lock()
+        self._release = threading.Event()
+        self._forward_held = True
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,6 +82,11 @@ class Proxy:
             def _handle(self):
                 body = self._body()
                 fault = proxy.take(self.command, self.path)
+                if fault == "hold":
+                    proxy.held.set()
+                    proxy._release.wait(120)
+                    proxy.held.clear()
+                    fault = None if proxy._forward_held else "drop"
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -129,6 +141,15 @@ class Proxy:
                     self.injected.append((method, path, fault.action))
                     return fault.action
         return None
+
+    def release(self, forward: bool) -> None:
+        """Let the held request go on to moto (``forward``) or close its connection unanswered."""
+        self._forward_held = forward
+        self._release.set()
+        deadline = time.monotonic() + 30
+        while self.held.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._release.clear()
 
     def reset(self) -> None:
         with self.lock:

@@ -485,3 +485,91 @@ def test_sagemaker_contract_in_the_cpu_image(generated, cpu_image, tmp_path):
     reason = (bad / "output/failure").read_text()
     assert reason == "shadownet train: sagemaker hyperparameters: batch_size must be a whole number, not 'many'"
     assert "Traceback" not in failed.stderr
+
+
+# --- make push: a real registry on 127.0.0.1 ---------------------------------------------------------------
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"  # Debian's docker-registry (distribution/distribution 2.8)
+
+
+@pytest.fixture
+def registry(engine, tmp_path):
+    """Debian's docker-registry serving HTTP on a free loopback port (dockerd trusts 127.0.0.0/8 without TLS)."""
+    import socket
+    import time
+    import urllib.request
+
+    if not os.path.exists(REGISTRY_BINARY):
+        unavailable(f"{REGISTRY_BINARY} is missing (apt-get install docker-registry)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: "
+                      f"{tmp_path / 'storage'}\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    log = open(tmp_path / "registry.log", "w")
+    server = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=log)
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"the registry did not answer: {(tmp_path / 'registry.log').read_text()}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_make_push_sends_the_image_to_a_registry_and_jobs_render_pins_it(registry, tfrecords_image, tmp_path):
+    import urllib.request
+
+    result = make("push-tfrecords", REGISTRY=f"{registry}/ci", OUTPUT_DIR=tmp_path)
+    remote = f"{registry}/ci/shadownet/tfrecords:{TAG}"
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("pushed ")]
+    digest = re.fullmatch(rf"pushed {re.escape(remote)} (sha256:[0-9a-f]{{64}})", line).group(1)
+    images = json.loads((tmp_path / "images.json").read_text())
+    pinned = f"{registry}/ci/shadownet/tfrecords@{digest}"
+    assert images == {"tfrecords": {"tag": remote, "digest": digest, "reference": pinned}}
+    # The registry holds the manifest and every layer it names.
+    accept = "application/vnd.docker.distribution.manifest.v2+json"
+    request = urllib.request.Request(f"http://{registry}/v2/ci/shadownet/tfrecords/manifests/{digest}",
+                                     headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        manifest = json.loads(answer.read())
+    blobs = [manifest["config"]["digest"]] + [layer["digest"] for layer in manifest["layers"]]
+    for blob in blobs:
+        head = urllib.request.Request(f"http://{registry}/v2/ci/shadownet/tfrecords/blobs/{blob}", method="HEAD")
+        with urllib.request.urlopen(head, timeout=30) as answer:
+            assert answer.status == 200
+    # Gone here under its remote name, pulled back by digest, it runs.
+    docker("image", "rm", remote)
+    docker("pull", pinned)
+    assert docker("run", "--rm", "--network", "host", pinned, "--version").stdout.strip().endswith(__version__)
+    docker("image", "rm", pinned)
+    # The specs take the pushed image, pinned; an explicit --set still wins.
+    spec = run_cli("jobs", "render", "--platform", "k8s-tfrecords", "--images", tmp_path / "images.json",
+                   check=True).stdout
+    assert f"image: {pinned}" in spec and "REGISTRY/" not in spec.split("tfrecords\n")[0]
+    chosen = run_cli("jobs", "render", "--platform", "k8s-tfrecords", "--images", tmp_path / "images.json",
+                     "--set", "tfrecords_image=mine:1", check=True).stdout
+    assert "image: mine:1" in chosen
+    # A push of one image keeps the other images' entries.
+    cpu = {"tag": "r/ci/shadownet/train-cpu:1", "digest": "sha256:" + "0" * 64,
+           "reference": "r/ci/shadownet/train-cpu@sha256:" + "0" * 64}
+    (tmp_path / "images.json").write_text(json.dumps({**images, "train-cpu": cpu}))
+    make("push-tfrecords", REGISTRY=f"{registry}/ci", OUTPUT_DIR=tmp_path)
+    assert json.loads((tmp_path / "images.json").read_text()) == {**images, "train-cpu": cpu}
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_make_push_without_a_registry_says_what_to_set(tmp_path):
+    command = ["make", "--no-print-directory", "-C", str(REPO), "push-cpu", f"OUTPUT_DIR={tmp_path}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "make push: set REGISTRY=host[:port]/namespace" in result.stderr
+    assert not (tmp_path / "images.json").exists()

@@ -56,6 +56,23 @@ def test_the_output_layer_is_rebuilt_by_character_and_the_rest_copied():
                 assert np.array_equal(mine, theirs), layer.name
 
 
+def test_a_new_character_whose_other_case_the_parent_knows_starts_from_that_row():
+    parent = tiny_parent("abcd")
+    keras.utils.set_random_seed(3)
+    charset = Charset(tuple("abBx"))  # B: a new capital of a known b; x: new with no other case
+    model = shadownet_model.build("shadownet_small", charset.num_classes)
+    fresh_kernel = model.get_layer("logits").get_weights()[0].copy()
+    finetune.transfer(parent, model, charset)
+    old_kernel, old_bias = parent.model.get_layer("logits").get_weights()
+    kernel, bias = model.get_layer("logits").get_weights()
+    scale = 0.5 / np.abs(fresh_kernel[:, 2]).sum()
+    assert np.allclose(kernel[:, 2] - old_kernel[:, 1], fresh_kernel[:, 2] * scale, atol=1e-6)  # B from b
+    assert np.isclose(bias[2], old_bias[1] - 1.0)
+    assert np.allclose(kernel[:, 3] - old_kernel[:, :4].mean(axis=1),
+                       fresh_kernel[:, 3] * 0.5 / np.abs(fresh_kernel[:, 3]).sum(), atol=1e-6)  # x from the mean
+    assert not np.allclose(kernel[:, 2], kernel[:, 1])  # B and b stay apart
+
+
 def test_zero_steps_of_fine_tuning_read_as_the_parent_on_kept_characters():
     parent = tiny_parent("0123456789abcdefghijklmnopqrstuvwxyz")
     charset = Charset(tuple("0123456789abcdefghijklmnopqrstuvwxyzABC"))

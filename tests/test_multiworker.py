@@ -82,7 +82,7 @@ def free_ports(n: int) -> list[int]:
 class Process:
     """One ``shadownet train`` process, its output in files (two processes' pipes could fill and block)."""
 
-    def __init__(self, folder: Path, args, tf_config: dict | None = None):
+    def __init__(self, folder: Path, args, tf_config: dict | None = None, extra_env: dict | None = None):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.tmp = folder, folder / "tmp"
         self.tmp.mkdir(exist_ok=True)
@@ -90,6 +90,7 @@ class Process:
         env.update(CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1", TMPDIR=str(self.tmp))
         if tf_config is not None:
             env["TF_CONFIG"] = json.dumps(tf_config)
+        env.update(extra_env or {})
         self.stdout, self.stderr = open(folder / "stdout", "w"), open(folder / "stderr", "w")
         self.process = subprocess.Popen([sys.executable, "-c", CHILD, "train", *map(str, args)], env=env,
                                         stdout=self.stdout, stderr=self.stderr, text=True)
@@ -118,10 +119,11 @@ class Process:
         raise AssertionError(f"no line {prefix!r}:\n{chr(10).join(self.lines())}\n{self.errors()[-3000:]}")
 
 
-def start_workers(folder: Path, n: int, *args) -> list[Process]:
+def start_workers(folder: Path, n: int, *args, extra_env: dict | None = None) -> list[Process]:
     addresses = [f"127.0.0.1:{port}" for port in free_ports(n)]
     return [Process(folder / f"worker{i}", args, {"cluster": {"worker": addresses},
-                                                  "task": {"type": "worker", "index": i}}) for i in range(n)]
+                                                  "task": {"type": "worker", "index": i}}, extra_env)
+            for i in range(n)]
 
 
 def finish(processes: list[Process], expected: int = 0) -> None:
@@ -311,3 +313,47 @@ def test_workers_read_disjoint_parts_that_cover_the_split(sharded_records, worke
 def sources_of_file(path: str) -> list[str]:
     return [tf.io.parse_single_example(r, read_records.FEATURES)[IMAGE_SOURCE].numpy().decode()
             for r in tf.data.TFRecordDataset(path)]
+
+
+@pytest.mark.slow
+def test_two_workers_on_s3_records_fetch_each_train_file_once_in_all(s3, bucket, tmp_path_factory, tmp_path):
+    """Each worker stages the manifest, its share of the train files and the validation split; the chief also
+    the test split, for the evaluation of its export (counted at the S3 server: the proxy in front of moto)."""
+    from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig
+
+    local = word_records(tmp_path_factory.mktemp("s3shards"), 48, 40, 3, "--validation-ratio", "0.2",
+                         "--input-mode", "fixed", "--shards", "4", "--workers", "1")
+    ObjectStore(StorageConfig(endpoint_url=s3.direct_endpoint)).publish(local, S3Url.parse(f"s3://{bucket}/records"))
+    s3.proxy.reset()
+    workers = start_workers(tmp_path, 2, *train_args(f"s3://{bucket}/records", tmp_path / "run", 2, 2),
+                            "--s3-endpoint-url", s3.endpoint, "--export-dir", tmp_path / "export")
+    finish(workers)
+    manifest = read_records.read_manifest(local)
+    files = {split: [f["name"] for f in manifest["splits"][split]["files"]] for split in ("train", "validation", "test")}
+    assert len(files["train"]) == 4 and files["validation"] and files["test"]
+    fetched: dict[str, int] = {}
+    for method, path in s3.proxy.requests:
+        key = path.split("?")[0].removeprefix(f"/{bucket}/records/")
+        if method == "GET" and "list-type" not in path:
+            fetched[key] = fetched.get(key, 0) + 1
+    assert {name: fetched.get(name, 0) for name in files["train"]} == {name: 1 for name in files["train"]}
+    assert all(fetched.get(name) == 2 for name in files["validation"])  # every worker evaluates
+    assert all(fetched.get(name) == 1 for name in files["test"])  # the chief evaluates the export
+    assert fetched.get("manifest.json") == 2
+    for i, worker in enumerate(workers):
+        assert f"records: worker {i} of 2 stages" in "\n".join(worker.lines())
+
+
+def test_a_workers_share_of_the_record_files():
+    def files(split, n):
+        return {"files": [{"name": f"{split}-{i}"} for i in range(n)]}
+
+    manifest = {"splits": {"train": files("train", 4), "validation": files("validation", 1), "test": files("test", 2)}}
+    assert read_records.share(manifest, (1, 2), test=False) == (["train-1", "train-3", "validation-0"], False)
+    assert read_records.share(manifest, (0, 2), test=True) == (
+        ["train-0", "train-2", "validation-0", "test-0", "test-1"], False)
+    assert read_records.share(manifest, (0, 1), test=False)[0] == ["train-0", "train-1", "train-2", "train-3",
+                                                                   "validation-0"]
+    # Fewer files than workers: every worker reads 1 record in 5 of every file, so it needs them all.
+    assert read_records.share(manifest, (4, 5), test=False) == (
+        ["train-0", "train-1", "train-2", "train-3", "validation-0"], True)

@@ -171,7 +171,7 @@ def _run_train(args) -> int:
     # with a code the platforms retry; the checkpoint is where the restarted job resumes.
     stop_requested = _stop_on_sigterm()
     staging = _staging(args)
-    tfrecords_dir = staging.input_dir(tfrecords_path)
+    tfrecords_dir = _stage_records(staging, tfrecords_path, workers, export_path is not None, display.log)
     model_dir = staging.output_dir(model_path, existing=True)  # a run to resume comes back first
 
     # The run to fine-tune from, unless this one resumes its own checkpoints (gs://: Vertex AI's /gcs mount).
@@ -204,6 +204,30 @@ def _run_train(args) -> int:
     if export_path is not None and distribute.is_chief(strategy):  # the chief's run is the one to export
         _export_after_training(staging, model_dir, tfrecords_dir, export_path, platform.report_dir or model_path)
     return 0
+
+
+def _stage_records(staging, tfrecords_path: str, workers, export: bool, log) -> Path:
+    """The records folder; from object storage, one of several workers stages its own part only (the
+    manifest first, then its share of the train files, the validation split, and the test split on the chief
+    when it exports: it evaluates the export)."""
+    from .cloud.storage import is_remote
+    from .learn.read_records import MANIFEST_FILE, read_manifest, share
+
+    if workers is None or not is_remote(tfrecords_path):
+        return staging.input_dir(tfrecords_path)
+    local = staging.input_dir(tfrecords_path, only=lambda name: name == MANIFEST_FILE)
+    manifest = read_manifest(local)
+    shard = (workers.input_index, workers.workers)
+    names, whole = share(manifest, shard, export and workers.is_chief)
+    train = [f["name"] for f in manifest["splits"]["train"]["files"]]
+    if whole:
+        log(f"records: {len(train)} train files for {shard[1]} workers: each worker reads 1 record in {shard[1]} "
+            "of every file, so each stages them all (records written with --shards >= the workers: 1/N each)")
+    else:
+        log(f"records: worker {shard[0]} of {shard[1]} stages {len(names)} of the record files (its "
+            f"{len(train[shard[0]::shard[1]])} of {len(train)} train files)")
+    wanted = set(names) | {MANIFEST_FILE}
+    return staging.input_dir(tfrecords_path, only=lambda name: name in wanted)
 
 
 def _tuning_reporter(platform, config, chief: bool):
@@ -308,7 +332,7 @@ def _run_jobs(args) -> int:
     from .cloud.jobs import render
     from .fileio import write_text_atomic
 
-    text = render(args.platform, args.set)
+    text = render(args.platform, _image_settings(args.images) + args.set)
     if args.out:
         write_text_atomic(args.out, text)
     else:
@@ -319,8 +343,15 @@ def _run_jobs(args) -> int:
 def _run_submit(args) -> int:
     from .cloud.submit import SubmitConfig, submit
 
-    return submit(SubmitConfig(args.platform, tuple(args.set), args.wait, args.poll_seconds,
-                               args.sagemaker_endpoint_url))
+    return submit(SubmitConfig(args.platform, tuple(_image_settings(args.images) + args.set), args.wait,
+                               args.poll_seconds, args.sagemaker_endpoint_url))
+
+
+def _image_settings(images: Path | None) -> list[str]:
+    """``--images FILE`` as the ``--set`` values it stands for (explicit ``--set`` values come after: they win)."""
+    from .cloud.jobs import image_settings
+
+    return image_settings(images) if images else []
 
 
 def _run_synth(args) -> int:

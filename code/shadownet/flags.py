@@ -203,10 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"{', '.join(DEFAULTS)}, or hp.<setting> (repeatable; the settings start from "
                              "configs/cloud.yaml)")
     render.add_argument("--out", type=Path, help="write the spec here instead of printing it")
+    render.add_argument("--images", type=Path, metavar="FILE",
+                        help="images.json of `make push`: the pushed images, pinned by digest, for the image fields")
 
     submit = command("submit", "submit a rendered job spec; follow a SageMaker job to its end")
     submit.add_argument("--platform", required=True, choices=choices.PLATFORMS)
     submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for jobs render")
+    submit.add_argument("--images", type=Path, metavar="FILE", help="as for jobs render")
     submit.add_argument("--no-wait", dest="wait", action="store_false", help="SageMaker: return once submitted")
     submit.add_argument("--poll-seconds", type=float, default=30.0)
     submit.add_argument("--sagemaker-endpoint-url", help="default: AWS_ENDPOINT_URL_SAGEMAKER or AWS")

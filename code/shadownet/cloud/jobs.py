@@ -79,6 +79,36 @@ def parameters(settings: list[str], platform: str) -> tuple[dict[str, str], dict
     return values, hyperparameters
 
 
+# images.json (`make push`): {"tfrecords": {"reference": "host/ns/shadownet/tfrecords@sha256:...", ...}, ...}
+IMAGE_FIELDS = {"image": ("train-cpu", "train-gpu"), "tfrecords_image": ("tfrecords",)}
+
+
+def image_settings(path) -> list[str]:
+    """The ``image=`` / ``tfrecords_image=`` settings of an images file: each pushed image pinned by its digest
+    (the training image: the CPU one, else the GPU one)."""
+    try:
+        images = json.loads(open(path, encoding="utf-8").read())
+    except OSError as exc:
+        raise ShadownetError(f"{path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise ShadownetError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    if not isinstance(images, dict):
+        raise ShadownetError(f"{path}: expected an object of pushed images (make push writes it)")
+    settings = []
+    for field, names in IMAGE_FIELDS.items():
+        name = next((n for n in names if n in images), None)
+        if name is None:
+            continue
+        reference = images[name].get("reference") if isinstance(images[name], dict) else None
+        if not isinstance(reference, str) or "@sha256:" not in reference:
+            raise ShadownetError(f"{path}: {name}: expected a \"reference\" pinned by digest (NAME@sha256:...), "
+                                 f"found {reference!r}")
+        settings.append(f"{field}={reference}")
+    if not settings:
+        raise ShadownetError(f"{path}: names none of {', '.join(n for names in IMAGE_FIELDS.values() for n in names)}")
+    return settings
+
+
 def uris(p: dict[str, str]) -> dict[str, str]:
     base = f"s3://{p['bucket']}/{p['prefix']}".rstrip("/")
     return {"dataset": f"{base}/dataset", "records": f"{base}/records", "output": f"{base}/output",

@@ -231,6 +231,12 @@ class Cluster:
         return sum(len(self.jobs.get(job, ())) for job in TRAINING_JOBS)
 
     @property
+    def input_index(self) -> int:
+        """This process's input pipeline among all (TensorFlow's id in the cluster): the chief 0, then the workers."""
+        chief = len(self.jobs.get("chief", ()))
+        return self.task_index if self.task_type == "chief" else chief + self.task_index
+
+    @property
     def is_chief(self) -> bool:
         """TensorFlow's rule: the ``chief`` task when there is one, else worker 0."""
         if self.jobs.get("chief"):

@@ -22,7 +22,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from ..errors import ShadownetError
 
@@ -147,14 +147,15 @@ class ObjectStore:
                 self.client.delete_object(Bucket=url.bucket, Key=url.key)
 
     def stage_in(self, url: S3Url, destination: Path, skip_existing: bool = True,
-                 allow_empty: bool = False) -> list[Path]:
+                 allow_empty: bool = False, only: Callable[[str], bool] | None = None) -> list[Path]:
         """Every object under ``url`` into ``destination`` (same relative paths), several at once.
 
         With ``skip_existing``, a local file of the object's size and at least as new is kept: a restarted
-        job re-stages only what it lacks or what changed in the bucket since.
+        job re-stages only what it lacks or what changed in the bucket since. ``only(relative path)``: stage
+        just the objects it accepts.
         """
         destination = Path(destination)
-        objects = self.list(url)
+        objects = [item for item in self.list(url) if only is None or only(item[0])]
         if not objects and not allow_empty:
             raise ShadownetError(f"{url}: no objects under this prefix")
         wanted = [(relative, destination / relative) for relative, size, modified in objects
@@ -274,13 +275,14 @@ class Staging:
     def _local(self, url: S3Url, role: str) -> Path:
         return self.scratch / role / url.bucket / (url.key or "_root")
 
-    def input_dir(self, path: str | Path) -> Path:
-        """A folder to read: ``path`` itself, or the objects under an ``s3://`` prefix staged locally."""
+    def input_dir(self, path: str | Path, only: Callable[[str], bool] | None = None) -> Path:
+        """A folder to read: ``path`` itself, or the objects under an ``s3://`` prefix staged locally
+        (``only(relative path)``: just those it accepts)."""
         if not is_remote(path):
             return Path(path)
         url = S3Url.parse(str(path))
         local = self._local(url, "in")
-        self.store.stage_in(url, local)
+        self.store.stage_in(url, local, only=only)
         return local
 
     def output_dir(self, path: str | Path, existing: bool = False) -> Path:

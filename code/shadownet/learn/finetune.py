@@ -91,13 +91,16 @@ def transfer(parent: Parent, model: keras.Model, charset: Charset) -> dict:
 
 
 def _rebuild_output(source: list[np.ndarray], fresh: list[np.ndarray], old: Charset, new: Charset) -> list:
-    """Kernel [features, classes] and bias [classes] for ``new``: by character from ``source``; a new
-    character's row starts at the mean of the old classes' rows (bias one lower) plus a small part of its
-    fresh initial row (L1 norm 0.5), which tells the new characters apart.
+    """Kernel [features, classes] and bias [classes] for ``new``: by character from ``source``. A new
+    character starts from the row of its other case when the parent has that (``A`` from ``a``: a parent
+    trained on lowercase labels reads both cases as one), else from the mean of the old classes' rows; either
+    with the bias one lower, plus a small part of its fresh initial row (L1 norm 0.5), which tells the new
+    characters apart.
 
     The features are the last BiLSTM's outputs, each within (-1, 1), so the fresh part moves a new class's
-    score by less than 0.5: it starts below the mean of the old scores, hence below the best one, and the
-    parent's readings of images it could read are unchanged until training teaches the new characters.
+    score by less than 0.5: it starts below the score of the row it came from (the mean of the old scores is
+    below the best one), and the parent's readings of images it could read are unchanged until training
+    teaches the new characters.
     """
     kernel, bias = (array.copy() for array in fresh)
     old_kernel, old_bias = source
@@ -106,8 +109,12 @@ def _rebuild_output(source: list[np.ndarray], fresh: list[np.ndarray], old: Char
     for j, char in enumerate(new.characters):
         if char in index:
             kernel[:, j], bias[j] = old_kernel[:, index[char]], old_bias[index[char]]
+            continue
+        part = fresh[0][:, j] * (0.5 / max(float(np.abs(fresh[0][:, j]).sum()), 1e-12))
+        sibling = index.get(char.swapcase()) if char.swapcase() != char else None
+        if sibling is not None:
+            kernel[:, j], bias[j] = old_kernel[:, sibling] + part, old_bias[sibling] - 1.0
         else:
-            part = fresh[0][:, j] * (0.5 / max(float(np.abs(fresh[0][:, j]).sum()), 1e-12))
             kernel[:, j], bias[j] = mean_row + part, mean_bias - 1.0
     kernel[:, new.blank_index], bias[new.blank_index] = old_kernel[:, old.blank_index], old_bias[old.blank_index]
     return [kernel, bias]

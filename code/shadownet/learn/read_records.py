@@ -63,6 +63,21 @@ def split_files(records_dir: Path, split: str, manifest: dict | None = None) -> 
     return [str(Path(records_dir) / f["name"]) for f in manifest["splits"][split]["files"]]
 
 
+def share(manifest: dict, shard: tuple[int, int], test: bool) -> tuple[list[str], bool]:
+    """(the record files worker ``shard[0]`` of ``shard[1]`` reads, whether it reads every record file of the
+    train split): its part of the train files as ``raw_split`` cuts them, the validation split (every worker
+    evaluates) and, with ``test``, the test split (the chief's, when it evaluates its export). With fewer
+    train files than workers, each worker reads every ``count``-th record of all of them."""
+    index, count = shard
+    train = [f["name"] for f in manifest["splits"]["train"]["files"]]
+    whole = count > 1 and len(train) < count
+    names = train if whole or count == 1 else train[index::count]
+    names += [f["name"] for f in manifest["splits"]["validation"]["files"]]
+    if test:
+        names += [f["name"] for f in manifest["splits"]["test"]["files"]]
+    return names, whole
+
+
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """One serialized Example -> decoded tensors.
 
