@@ -125,7 +125,13 @@ class Proxy:
                 finally:
                     upstream.close()
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+            def _serve(self):
+                try:
+                    self._handle()
+                except (BrokenPipeError, ConnectionResetError):  # the client went away (killed, say)
+                    self.close_connection = True
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve
 
         self.server = ThreadingHTTPServer((HOST, 0), Handler)
         self.server.daemon_threads = True

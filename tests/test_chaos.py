@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("SHADOWNET_CHAOS_SEED", "20261202"))
 TRAIN_STEPS = 50  # more than six attempts of at most ~7 steps each can reach
 KILLS = ("TERM", "KILL") * 3
-UPLOAD_KILL = 3  # this kill (a SIGKILL) lands while a checkpoint's data file is being uploaded
+UPLOAD_KILL = 4  # this kill (a SIGKILL: KILLS[3]) lands while a checkpoint's data file is being uploaded
 ATTEMPT_SECONDS = 240
 FLAGS = ("--model", "shadownet_small", "--batch-size", "4", "--train-steps", TRAIN_STEPS, "--log-every", "1",
          "--eval-every", "4", "--checkpoint-every", "2", "--keep-checkpoints", "3", "--warmup-steps", "2",
@@ -79,6 +79,7 @@ class Attempt:
 def test_six_kills_then_a_clean_run_finish_exactly_with_every_checkpoint_restorable(s3, bucket, records_dir, tmp_path):
     import tensorflow as tf
 
+    assert KILLS[UPLOAD_KILL - 1] == "KILL"
     rng = random.Random(SEED)
     run = f"s3://{bucket}/run"
     args = ["--tfrecords-dir", records_dir, "--model-dir", run, "--s3-endpoint-url", s3.endpoint, *FLAGS]
