@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from s3server import Fault
-
 from conftest import run_cli, word_records
+from s3server import Fault
 
 pytestmark = pytest.mark.slow
 

@@ -329,7 +329,8 @@ def test_two_workers_on_s3_records_fetch_each_train_file_once_in_all(s3, bucket,
                             "--s3-endpoint-url", s3.endpoint, "--export-dir", tmp_path / "export")
     finish(workers)
     manifest = read_records.read_manifest(local)
-    files = {split: [f["name"] for f in manifest["splits"][split]["files"]] for split in ("train", "validation", "test")}
+    files = {split: [f["name"] for f in manifest["splits"][split]["files"]]
+             for split in ("train", "validation", "test")}
     assert len(files["train"]) == 4 and files["validation"] and files["test"]
     fetched: dict[str, int] = {}
     for method, path in s3.proxy.requests:
@@ -341,7 +342,37 @@ def test_two_workers_on_s3_records_fetch_each_train_file_once_in_all(s3, bucket,
     assert all(fetched.get(name) == 1 for name in files["test"])  # the chief evaluates the export
     assert fetched.get("manifest.json") == 2
     for i, worker in enumerate(workers):
-        assert f"records: worker {i} of 2 stages" in "\n".join(worker.lines())
+        staged = 2 + len(files["validation"]) + (len(files["test"]) if i == 0 else 0)
+        assert f"records: worker {i} of 2 stages {staged} of the record files (its 2 of 4 train files; it starts " \
+               "on the first while the other 1 arrive)" in worker.lines()
+
+
+@pytest.mark.slow
+def test_a_worker_trains_on_its_first_file_while_the_rest_of_its_share_arrives(s3, bucket, tmp_path_factory,
+                                                                               tmp_path):
+    from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig
+
+    from s3server import Fault
+
+    # Training starts once the records at hand fill its buffers: with batches of 1, 16 x 32 = 512 records
+    # (pipeline.WINDOW_BATCHES batches a window, 32 windows shuffled): files of 600 train records.
+    local = word_records(tmp_path_factory.mktemp("s3later"), 2420, 2400, 3, "--validation-ratio", "0.005",
+                         "--input-mode", "fixed", "--shards", "4", "--workers", "2")
+    ObjectStore(StorageConfig(endpoint_url=s3.direct_endpoint)).publish(local, S3Url.parse(f"s3://{bucket}/records"))
+    train = [f["name"] for f in read_records.read_manifest(local)["splits"]["train"]["files"]]
+    s3.proxy.reset()
+    # worker 1's second file, and any retry of it, held until released
+    s3.proxy.faults.append(Fault("GET", re.escape(f"/records/{train[3]}"), "hold", times=100))
+    workers = start_workers(tmp_path, 2, *train_args(f"s3://{bucket}/records", tmp_path / "run", 6, 1),
+                            "--s3-endpoint-url", s3.endpoint)
+    try:
+        assert s3.proxy.held.wait(300), "worker 1 never asked for its second file"
+        workers[1].wait_for_line("step=3 loss=", timeout=200)  # training goes on while the file is on its way
+        assert not list(workers[1].tmp.rglob(train[3]))  # not here yet
+    finally:
+        s3.proxy.release(forward=True)
+    finish(workers)
+    assert all("trained to step 6" in "\n".join(w.lines()) for w in workers)
 
 
 def test_a_workers_share_of_the_record_files():

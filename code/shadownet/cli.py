@@ -171,7 +171,7 @@ def _run_train(args) -> int:
     # with a code the platforms retry; the checkpoint is where the restarted job resumes.
     stop_requested = _stop_on_sigterm()
     staging = _staging(args)
-    tfrecords_dir = _stage_records(staging, tfrecords_path, workers, export_path is not None, display.log)
+    tfrecords_dir, arrivals = _stage_records(staging, tfrecords_path, workers, export_path is not None, display.log)
     model_dir = staging.output_dir(model_path, existing=True)  # a run to resume comes back first
 
     # The run to fine-tune from, unless this one resumes its own checkpoints (gs://: Vertex AI's /gcs mount).
@@ -188,9 +188,12 @@ def _run_train(args) -> int:
                        stop=stop_requested, log_dir=Path(platform.log_dir) if platform.log_dir else None,
                        grace_seconds=platform.grace_seconds, init_dir=init_dir,
                        explicit=explicit(args.config, flags, platform.settings),
-                       report=_tuning_reporter(platform, config, distribute.is_chief(strategy)))
-    except distribute.PEER_ERRORS as exc:
-        if workers is None:  # one process: a bug, keep its traceback
+                       report=_tuning_reporter(platform, config, distribute.is_chief(strategy)),
+                       records_ready=arrivals.wait if arrivals else None)
+    except Exception as exc:
+        if arrivals is not None and arrivals.error is not None:  # a record file that could not be staged
+            raise arrivals.error from None
+        if workers is None or not isinstance(exc, distribute.PEER_ERRORS):  # one process: a bug, its traceback
             raise
         raise distribute.worker_lost(exc, config.worker_timeout_seconds) from None
     display.close()
@@ -206,15 +209,16 @@ def _run_train(args) -> int:
     return 0
 
 
-def _stage_records(staging, tfrecords_path: str, workers, export: bool, log) -> Path:
-    """The records folder; from object storage, one of several workers stages its own part only (the
-    manifest first, then its share of the train files, the validation split, and the test split on the chief
-    when it exports: it evaluates the export)."""
+def _stage_records(staging, tfrecords_path: str, workers, export: bool, log):
+    """(the records folder, the train files still on their way or None). From object storage, one of several
+    workers stages its own part only: the manifest first, then the validation split, the test split on the
+    chief when it exports (it evaluates the export) and the first file of its share of the train split; the
+    rest of its share arrives in the background while it trains."""
     from .cloud.storage import is_remote
     from .learn.read_records import MANIFEST_FILE, read_manifest, share
 
     if workers is None or not is_remote(tfrecords_path):
-        return staging.input_dir(tfrecords_path)
+        return staging.input_dir(tfrecords_path), None
     local = staging.input_dir(tfrecords_path, only=lambda name: name == MANIFEST_FILE)
     manifest = read_manifest(local)
     shard = (workers.input_index, workers.workers)
@@ -223,11 +227,14 @@ def _stage_records(staging, tfrecords_path: str, workers, export: bool, log) -> 
     if whole:
         log(f"records: {len(train)} train files for {shard[1]} workers: each worker reads 1 record in {shard[1]} "
             "of every file, so each stages them all (records written with --shards >= the workers: 1/N each)")
-    else:
-        log(f"records: worker {shard[0]} of {shard[1]} stages {len(names)} of the record files (its "
-            f"{len(train[shard[0]::shard[1]])} of {len(train)} train files)")
-    wanted = set(names) | {MANIFEST_FILE}
-    return staging.input_dir(tfrecords_path, only=lambda name: name in wanted)
+        wanted = set(names) | {MANIFEST_FILE}
+        return staging.input_dir(tfrecords_path, only=lambda name: name in wanted), None
+    mine = train[shard[0]::shard[1]]
+    later = mine[1:]
+    log(f"records: worker {shard[0]} of {shard[1]} stages {len(names)} of the record files (its {len(mine)} of "
+        f"{len(train)} train files; it starts on the first while the other {len(later)} arrive)")
+    now = (set(names) - set(later)) | {MANIFEST_FILE}
+    return staging.input_dir_then(tfrecords_path, lambda name: name in now, later)
 
 
 def _tuning_reporter(platform, config, chief: bool):

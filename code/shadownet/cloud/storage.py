@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,46 @@ class ObjectStore:
                 future.result()  # the first failure is raised; the others still finish or fail quietly
 
 
+class Arrivals:
+    """Objects staged in the background, one after the other; ``wait(local path)`` returns once that one is
+    here (at once for any other path) and raises the download's error if it failed."""
+
+    def __init__(self, store: ObjectStore, url: S3Url, local: Path, names: list[str]):
+        self.local = Path(local)
+        self._arrived = {str(self.local / name): threading.Event() for name in names}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._stage, args=(store, url, names), daemon=True,
+                                        name="shadownet-stage-in")
+        self._thread.start()
+
+    def _stage(self, store: ObjectStore, url: S3Url, names: list[str]) -> None:
+        try:
+            listed = {relative: (size, modified) for relative, size, modified in store.list(url)}
+            for name in names:
+                if name not in listed:
+                    raise ShadownetError(f"{url.child(name)}: not found (the manifest names it)")
+                if not _is_current(self.local / name, *listed[name]):
+                    store.download(url.child(name), self.local / name)
+                self._arrived[str(self.local / name)].set()
+        except BaseException as exc:  # handed to whoever waits for a file
+            self._error = exc
+            for event in self._arrived.values():
+                event.set()
+
+    def wait(self, path: str) -> None:
+        event = self._arrived.get(str(path))
+        if event is None:
+            return
+        event.wait()
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why staging stopped, if it failed (what a reader of the files should report, not TensorFlow's wrapping)."""
+        return self._error
+
+
 def _is_current(path: Path, size: int, modified: float) -> bool:
     try:
         stat = path.stat()
@@ -284,6 +325,14 @@ class Staging:
         local = self._local(url, "in")
         self.store.stage_in(url, local, only=only)
         return local
+
+    def input_dir_then(self, path: str, now: Callable[[str], bool], later: Sequence[str]) -> tuple[Path, "Arrivals"]:
+        """Like ``input_dir`` for the objects ``now`` accepts; then the objects ``later`` (relative paths, in
+        that order) are staged in a background thread, and ``Arrivals.wait`` blocks until one is here."""
+        url = S3Url.parse(str(path))
+        local = self._local(url, "in")
+        self.store.stage_in(url, local, only=now)
+        return local, Arrivals(self.store, url, local, list(later))
 
     def output_dir(self, path: str | Path, existing: bool = False) -> Path:
         """A local folder whose content ``sync`` sends to ``path``. ``existing``: start from what is

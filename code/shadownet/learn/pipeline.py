@@ -176,13 +176,14 @@ def _batches(raw: tf.data.Dataset, config: TrainConfig, batch_size: int, trainin
 
 
 def train_dataset(records_dir: Path, config: TrainConfig, batch_size: int | None = None,
-                  shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+                  shard: tuple[int, int] = (0, 1), ready=None) -> tf.data.Dataset:
     """Endless shuffled, augmented batches of the train split.
 
     ``shard=(index, count)``: batches of worker ``index``'s part of the records only, disjoint from the
-    other ``count - 1`` workers' (see ``read_records.raw_split``).
+    other ``count - 1`` workers' (see ``read_records.raw_split``). ``ready(path)``: blocks until a record
+    file still being staged is there.
     """
-    raw = read_records.raw_split(records_dir, "train", deterministic=False, shard=shard)
+    raw = read_records.raw_split(records_dir, "train", deterministic=False, shard=shard, ready=ready)
     raw = raw.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True).repeat()
     return _batches(raw, config, batch_size or config.batch_size, training=True)
 

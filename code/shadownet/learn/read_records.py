@@ -7,6 +7,7 @@ the files of each split (and is written last, so its presence means complete).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import tensorflow as tf
@@ -98,19 +99,30 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 
 
 def raw_split(records_dir: Path, split: str, *, deterministic: bool = True, interleave: int = 4,
-              shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+              shard: tuple[int, int] = (0, 1), ready: Callable[[str], None] | None = None) -> tf.data.Dataset:
     """Serialized examples of one split (cheap to shuffle before decoding).
 
     ``shard=(index, count)``: only part ``index`` of ``count`` disjoint parts (a worker's share of the
     records when several machines train): every ``count``-th file when there are at least ``count``
     files, else every ``count``-th record.
+    ``ready(path)``: blocks until that file is there (files still being staged). The files are then read
+    one after the other, each opened once ``ready`` returns for it, so that reading goes on in the files at
+    hand (an interleave would wait to open all of its cycle first).
     """
     files = split_files(records_dir, split)
     index, count = shard
     by_record = count > 1 and len(files) < count
     if count > 1 and not by_record:
         files = files[index::count]
-    if len(files) == 1:
+    if ready is not None:
+        def arrived(path):
+            ready(path.numpy().decode())
+            return path
+
+        raw = tf.data.Dataset.from_tensor_slices(files).map(
+            lambda path: tf.ensure_shape(tf.py_function(arrived, [path], tf.string), [])).flat_map(
+            tf.data.TFRecordDataset)
+    elif len(files) == 1:
         raw = tf.data.TFRecordDataset(files)
     else:
         raw = tf.data.Dataset.from_tensor_slices(files).interleave(

@@ -63,7 +63,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
           strategy: tf.distribute.Strategy | None = None, saved=None, stop=None,
           log_dir: Path | None = None, clock=time.monotonic,
           grace_seconds: float = DEFAULT_GRACE_SECONDS, init_dir: Path | None = None,
-          explicit: frozenset[str] = frozenset(), report=None) -> TrainResult:
+          explicit: frozenset[str] = frozenset(), report=None, records_ready=None) -> TrainResult:
     """Train (or resume) until ``train_steps`` or ``max_train_seconds``; see the module docstring.
 
     ``progress(step)`` is called with the step reached: once at start, then after every step.
@@ -78,6 +78,8 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     Under several workers, each calls ``train`` with its own view of the same paths; see the module docstring.
     Fine-tuning (``config.init_from``): ``init_dir`` is that run, staged here (default: ``init_from`` itself);
     ``explicit``: the settings the user gave, which must not contradict the parent's architecture (``finetune``).
+    ``records_ready(path)``: blocks until a train record file still being staged is there (a worker that
+    starts training on its first files while the rest of its share arrives).
     ``report(step, metrics)``: called after every evaluation, and once more at the end with the best one
     (a tuner's metric file). The log gets the same values: ``step=N validation_loss=... word_accuracy=...
     char_error_rate=...`` after each evaluation, ``best_step=N ...`` (the same keys) at the end.
@@ -103,7 +105,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
             + finetune.describe(finetune.transfer(parent, trainer.model, charset)))
     try:
         run = _Run(trainer, config, tfrecords_dir, manifest, budget, log, saved if chief else None, log_dir,
-                   report)
+                   report, records_ready)
         result = run.loop(progress, stop, grace_seconds)
     finally:
         trainer.close()
@@ -145,9 +147,9 @@ class _Run:
     """The loop of one ``train`` call and what it keeps between steps: the best metric, the plan, the log."""
 
     def __init__(self, trainer: Trainer, config: TrainConfig, tfrecords_dir: Path, manifest: dict,
-                 budget: Budget, log, saved, log_dir: Path | None, report=None):
+                 budget: Budget, log, saved, log_dir: Path | None, report=None, records_ready=None):
         self.trainer, self.config, self.budget, self.log, self.saved = trainer, config, budget, log, saved
-        self.report = report
+        self.report, self.records_ready = report, records_ready
         self.tfrecords_dir, self.model_dir = tfrecords_dir, trainer.model_dir
         counts = manifest["counts"]
         self.eval_images = min(counts["validation"], config.eval_max_samples or counts["validation"])
@@ -173,7 +175,8 @@ class _Run:
             log(f"already trained: step {step} of {config.train_steps}")
             return TrainResult(step, False, self.best)
         batches = iter(trainer.distribute_batches(
-            lambda size, shard: pipeline.train_dataset(self.tfrecords_dir, config, size, shard)))
+            lambda size, shard: pipeline.train_dataset(self.tfrecords_dir, config, size, shard,
+                                                       self.records_ready)))
         window_loss, window_images, window_start = [], 0, budget.now()
         stopped_early = preempted = False
         first_step = saved_step = step
