@@ -90,25 +90,33 @@ def _create(config: SubmitConfig, operation: str, request: dict, name: str):
     return client, next(value for key, value in response.items() if key.endswith("Arn"))
 
 
+def _follow(describe, state_of, config: SubmitConfig, out) -> tuple[dict, str]:
+    """Describe the job every ``poll_seconds`` and print ``key=value ...`` of ``state_of(job)`` when it changes,
+    until its ``status`` is final; returns the last description and that status."""
+    seen = None
+    while True:
+        job = describe()
+        state = state_of(job)
+        if state != seen:
+            out(" ".join(f"{key}={value}" for key, value in state.items()))
+            seen = state
+        if state["status"] in FINAL_STATUSES:
+            return job, state["status"]
+        time.sleep(config.poll_seconds)
+
+
 def _sagemaker(request: dict, config: SubmitConfig, out) -> int:
     name = request["TrainingJobName"]
     client, arn = _create(config, "create_training_job", request, name)
     out(f"submitted {arn}")
     if not config.wait:
         return 0
-    seen = None
-    while True:
-        job = client.describe_training_job(TrainingJobName=name)
-        state = (job["TrainingJobStatus"], job.get("SecondaryStatus"))
-        if state != seen:
-            out(f"status={state[0]} secondary_status={state[1]}")
-            seen = state
-        if state[0] in FINAL_STATUSES:
-            break
-        time.sleep(config.poll_seconds)
-    if state[0] != "Completed":
+    job, state = _follow(lambda: client.describe_training_job(TrainingJobName=name),
+                         lambda job: {"status": job["TrainingJobStatus"],
+                                      "secondary_status": job.get("SecondaryStatus")}, config, out)
+    if state != "Completed":
         reason = job.get("FailureReason", "")
-        print(f"shadownet: training job {name} ended {state[0]}" + (f": {reason}" if reason else ""),
+        print(f"shadownet: training job {name} ended {state}" + (f": {reason}" if reason else ""),
               file=sys.stderr)
         return 1
     artifacts = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
@@ -123,24 +131,18 @@ def _sagemaker_tuning(request: dict, config: SubmitConfig, out) -> int:
     out(f"submitted {arn}")
     if not config.wait:
         return 0
-    seen = None
-    while True:
-        job = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        counts = job.get("TrainingJobStatusCounters", {})
-        state = (job["HyperParameterTuningJobStatus"], counts.get("Completed", 0), counts.get("InProgress", 0))
-        if state != seen:
-            out(f"status={state[0]} completed_trials={state[1]} running_trials={state[2]}")
-            seen = state
-        if state[0] in FINAL_STATUSES:
-            break
-        time.sleep(config.poll_seconds)
+    job, state = _follow(lambda: client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+                         lambda job: {"status": job["HyperParameterTuningJobStatus"],
+                                      "completed_trials": job.get("TrainingJobStatusCounters", {}).get("Completed", 0),
+                                      "running_trials": job.get("TrainingJobStatusCounters", {}).get("InProgress", 0)},
+                         config, out)
     best = job.get("BestTrainingJob") or {}
     objective = best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
     if best:
         out(f"best training job {best.get('TrainingJobName')}: {objective.get('MetricName')}="
             f"{objective.get('Value')} with {best.get('TunedHyperParameters')}")
-    if state[0] != "Completed":
+    if state != "Completed":
         reason = job.get("FailureReason", "")
-        print(f"shadownet: tuning job {name} ended {state[0]}" + (f": {reason}" if reason else ""), file=sys.stderr)
+        print(f"shadownet: tuning job {name} ended {state}" + (f": {reason}" if reason else ""), file=sys.stderr)
         return 1
     return 0
