@@ -187,6 +187,8 @@ def test_sigterm_checkpoints_first_then_evaluates_if_time_allows(tmp_path, recor
     stop_at = events.index(("log", "stop requested at step 7: checkpointing"))
     assert events[stop_at + 1] == ("saved", "ckpt-7.index")  # checkpointed and synced before anything else
     after = [line for kind, line in events[stop_at:] if kind == "log"]
+    if after[-1].startswith("best_step="):  # the best once more, for the tuners, ends every run that has one
+        after = after[:-1]
     if evaluated:
         assert after[1].startswith("step=7 validation_loss=")
         assert after[-1] == "final evaluation of step 7 done within the grace period"
