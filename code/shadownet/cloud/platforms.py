@@ -20,7 +20,7 @@ defaults.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -52,14 +52,18 @@ class Platform:
 
 def detect(env: Mapping[str, str], root: Path = Path("/"), uai: Mapping[str, str] | None = None) -> Platform:
     """The platform this process runs under. ``uai``: the UAI Train flags found on the command line."""
-    root = Path(root)
+    platform = _platform(env, Path(root), uai)
+    if HP_METRIC_FILE in env and platform.metric_file is None:  # a tuner that reads cloudml-hypertune's file
+        platform = replace(platform, metric_file=env[HP_METRIC_FILE], trial_id=env.get(HP_TRIAL_ID, "0"))
+    return platform
+
+
+def _platform(env: Mapping[str, str], root: Path, uai: Mapping[str, str] | None) -> Platform:
     if (root / "opt/ml/input/config/hyperparameters.json").is_file() or "SM_TRAINING_ENV" in env \
             or "TRAINING_JOB_NAME" in env:
         return _sagemaker(env, root)
     if any(key in env for key in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR")):
         return _vertex(env)
-    if HP_METRIC_FILE in env:  # a tuner that reads cloudml-hypertune's file, elsewhere than on Vertex AI
-        return Platform("local", metric_file=env[HP_METRIC_FILE], trial_id=env.get(HP_TRIAL_ID, "0"))
     if uai and any(uai.get(key) for key in UAI_FLAGS):
         return _uai(uai)
     if "KUBERNETES_SERVICE_HOST" in env:
