@@ -140,7 +140,7 @@ def test_vertex_trials_report_to_the_hypertune_file(tmp_path):
     assert (chosen.metric_file, chosen.trial_id) == ("/x/m", "4")
     elsewhere = platforms.detect({"CLOUD_ML_HP_METRIC_FILE": "/y/m"}, tmp_path)
     assert (elsewhere.name, elsewhere.metric_file) == ("local", "/y/m")
-    pod = platforms.detect({"CLOUD_ML_HP_METRIC_FILE": "/z/m", "KUBERNETES_SERVICE_HOST": "10.0.0.1"}, tmp_path)
+    pod = platforms.detect({"CLOUD_ML_HP_METRIC_FILE": "/z/m", "KUBERNETES_SERVICE_HOST": "127.0.0.1"}, tmp_path)
     assert (pod.name, pod.metric_file) == ("kubernetes", "/z/m")  # the platform stays what it is
     assert platforms.detect({}, tmp_path).metric_file is None
 
