@@ -144,9 +144,12 @@ def _run_inspect(args) -> int:
 
 
 def _run_train(args) -> int:
+    from .cloud import hypertune
     from .cloud.platforms import cluster, gcs_path, pick
+    from .cloud.storage import is_remote
     from .config import explicit, load
     from .learn import distribute, run_dir
+    from .learn.read_records import stage_share
     from .learn.train import resolve_precision, train
     from .progress import StepDisplay
 
@@ -171,7 +174,13 @@ def _run_train(args) -> int:
     # with a code the platforms retry; the checkpoint is where the restarted job resumes.
     stop_requested = _stop_on_sigterm()
     staging = _staging(args)
-    tfrecords_dir, arrivals = _stage_records(staging, tfrecords_path, workers, export_path is not None, display.log)
+    # Several workers on object storage: each stages its own share (and trains while the rest of it arrives).
+    arrivals = None
+    if workers is not None and is_remote(tfrecords_path):
+        tfrecords_dir, arrivals = stage_share(staging, tfrecords_path, (workers.input_index, workers.workers),
+                                              export_path is not None and workers.is_chief, display.log)
+    else:
+        tfrecords_dir = staging.input_dir(tfrecords_path)
     model_dir = staging.output_dir(model_path, existing=True)  # a run to resume comes back first
 
     # The run to fine-tune from, unless this one resumes its own checkpoints (gs://: Vertex AI's /gcs mount).
@@ -188,7 +197,8 @@ def _run_train(args) -> int:
                        stop=stop_requested, log_dir=Path(platform.log_dir) if platform.log_dir else None,
                        grace_seconds=platform.grace_seconds, init_dir=init_dir,
                        explicit=explicit(args.config, flags, platform.settings),
-                       report=_tuning_reporter(platform, config, distribute.is_chief(strategy)),
+                       report=hypertune.reporter(platform.metric_file, platform.trial_id, config.hpo_metric)
+                       if distribute.is_chief(strategy) else None,
                        records_ready=arrivals.wait if arrivals else None)
     except Exception as exc:
         if arrivals is not None and arrivals.error is not None:  # a record file that could not be staged
@@ -207,44 +217,6 @@ def _run_train(args) -> int:
     if export_path is not None and distribute.is_chief(strategy):  # the chief's run is the one to export
         _export_after_training(staging, model_dir, tfrecords_dir, export_path, platform.report_dir or model_path)
     return 0
-
-
-def _stage_records(staging, tfrecords_path: str, workers, export: bool, log):
-    """(the records folder, the train files still on their way or None). From object storage, one of several
-    workers stages its own part only: the manifest first, then the validation split, the test split on the
-    chief when it exports (it evaluates the export) and the first file of its share of the train split; the
-    rest of its share arrives in the background while it trains."""
-    from .cloud.storage import is_remote
-    from .learn.read_records import MANIFEST_FILE, read_manifest, share
-
-    if workers is None or not is_remote(tfrecords_path):
-        return staging.input_dir(tfrecords_path), None
-    local = staging.input_dir(tfrecords_path, only=lambda name: name == MANIFEST_FILE)
-    manifest = read_manifest(local)
-    shard = (workers.input_index, workers.workers)
-    names, whole = share(manifest, shard, export and workers.is_chief)
-    train = [f["name"] for f in manifest["splits"]["train"]["files"]]
-    if whole:
-        log(f"records: {len(train)} train files for {shard[1]} workers: each worker reads 1 record in {shard[1]} "
-            "of every file, so each stages them all (records written with --shards >= the workers: 1/N each)")
-        wanted = set(names) | {MANIFEST_FILE}
-        return staging.input_dir(tfrecords_path, only=lambda name: name in wanted), None
-    mine = train[shard[0]::shard[1]]
-    later = mine[1:]
-    log(f"records: worker {shard[0]} of {shard[1]} stages {len(names)} of the record files (its {len(mine)} of "
-        f"{len(train)} train files; it starts on the first while the other {len(later)} arrive)")
-    now = (set(names) - set(later)) | {MANIFEST_FILE}
-    return staging.input_dir_then(tfrecords_path, lambda name: name in now, later)
-
-
-def _tuning_reporter(platform, config, chief: bool):
-    """Vertex AI's tuner reads the objective from cloudml-hypertune's file (the chief's): report to it."""
-    if not platform.metric_file or not chief:
-        return None
-    from .cloud.hypertune import MetricFile, metric_value
-
-    metric_file = MetricFile(platform.metric_file, platform.trial_id, config.hpo_metric)
-    return lambda step, metrics: metric_file.report(metric_value(config.hpo_metric, metrics), step)
 
 
 def _export_after_training(staging, model_dir: Path, tfrecords_dir: Path, export_path, report_dir) -> None:

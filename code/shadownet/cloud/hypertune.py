@@ -30,8 +30,6 @@ from pathlib import Path
 # Katib's default StdOut filter (metricsCollectorSpec: kind StdOut, no filter given).
 KATIB_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 KEPT_REPORTS = 100  # what cloudml-hypertune keeps: the file holds the newest 100 reports
-# Which way each validation metric (hpo_metric's choices) is better: the tuners' objective type.
-GOALS = {"word_accuracy": "maximize", "char_error_rate": "minimize", "validation_loss": "minimize"}
 
 
 def metric_value(name: str, metrics: dict) -> float:
@@ -54,3 +52,11 @@ class MetricFile:
         temporary.write_text("".join(json.dumps(entry, sort_keys=True) + "\n" for entry in self.reports),
                              encoding="utf-8")
         os.replace(temporary, self.path)
+
+
+def reporter(path: str | None, trial_id: str, metric: str):
+    """``report(step, metrics)`` writing ``metric`` to the metric file at ``path``; None when there is none."""
+    if not path:
+        return None
+    metric_file = MetricFile(path, trial_id, metric)
+    return lambda step, metrics: metric_file.report(metric_value(metric, metrics), step)

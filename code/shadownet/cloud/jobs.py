@@ -86,14 +86,11 @@ IMAGE_FIELDS = {"image": ("train-cpu", "train-gpu"), "tfrecords_image": ("tfreco
 def image_settings(path) -> list[str]:
     """The ``image=`` / ``tfrecords_image=`` settings of an images file: each pushed image pinned by its digest
     (the training image: the CPU one, else the GPU one)."""
-    try:
-        images = json.loads(open(path, encoding="utf-8").read())
-    except OSError as exc:
-        raise ShadownetError(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise ShadownetError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
-    if not isinstance(images, dict):
-        raise ShadownetError(f"{path}: expected an object of pushed images (make push writes it)")
+    from pathlib import Path
+
+    from .platforms import read_json
+
+    images = read_json(Path(path))
     settings = []
     for field, names in IMAGE_FIELDS.items():
         name = next((n for n in names if n in images), None)

@@ -77,7 +77,7 @@ def _sagemaker(env: Mapping[str, str], root: Path) -> Platform:
     checkpoints = ml / "checkpoints"
     checkpoint_config = ml / "input/config/checkpointconfig.json"
     if checkpoint_config.is_file():
-        checkpoints = Path(_read_json(checkpoint_config).get("LocalPath") or checkpoints)
+        checkpoints = Path(read_json(checkpoint_config).get("LocalPath") or checkpoints)
     failure_file = ml / "output/failure"
     try:
         settings = _hyperparameters(ml / "input/config/hyperparameters.json")
@@ -117,7 +117,7 @@ def _channel(path: Path) -> str | None:
 def _hyperparameters(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
-    values = _read_json(path)
+    values = read_json(path)
     # The SageMaker SDK adds its own bookkeeping entries (sagemaker_program, sagemaker_region, ...), and a
     # tuning job its objective (_tuning_objective_metric): kept apart from the training settings.
     settings = {key: value for key, value in values.items()
@@ -127,7 +127,7 @@ def _hyperparameters(path: Path) -> dict[str, str]:
     return settings
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -272,7 +272,7 @@ def cluster(env: Mapping[str, str], root: Path = Path("/")) -> Cluster | None:
         found = sagemaker_cluster(hosts, env["SM_CURRENT_HOST"], "SM_HOSTS")
     elif (root / "opt/ml/input/config/resourceconfig.json").is_file():
         path = root / "opt/ml/input/config/resourceconfig.json"
-        resources = _read_json(path)
+        resources = read_json(path)
         found = sagemaker_cluster(resources.get("hosts"), resources.get("current_host"), str(path))
         found = Cluster(found.jobs, found.task_type, found.task_index, "resourceconfig")
     else:

@@ -79,6 +79,28 @@ def share(manifest: dict, shard: tuple[int, int], test: bool) -> tuple[list[str]
     return names, whole
 
 
+def stage_share(staging, path: str, shard: tuple[int, int], test: bool, log):
+    """(the local records folder, its ``Arrivals``: the train files still on their way, or None) of worker
+    ``shard[0]`` of ``shard[1]`` on object storage (``staging``: a ``cloud.storage.Staging``). It stages the
+    manifest first, then the files of its ``share``; of its train files only the first, the others arrive in
+    the background while it trains. With fewer train files than workers it stages them all."""
+    local = staging.input_dir(path, only=lambda name: name == MANIFEST_FILE)
+    manifest = read_manifest(local)
+    names, whole = share(manifest, shard, test)
+    train = [f["name"] for f in manifest["splits"]["train"]["files"]]
+    if whole:
+        log(f"records: {len(train)} train files for {shard[1]} workers: each worker reads 1 record in {shard[1]} "
+            "of every file, so each stages them all (records written with --shards >= the workers: 1/N each)")
+        wanted = set(names) | {MANIFEST_FILE}
+        return staging.input_dir(path, only=lambda name: name in wanted), None
+    mine = train[shard[0]::shard[1]]
+    later = mine[1:]
+    log(f"records: worker {shard[0]} of {shard[1]} stages {len(names)} of the record files (its {len(mine)} of "
+        f"{len(train)} train files; it starts on the first while the other {len(later)} arrive)")
+    now = (set(names) - set(later)) | {MANIFEST_FILE}
+    return staging.input_dir_then(path, lambda name: name in now, later)
+
+
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """One serialized Example -> decoded tensors.
 
