@@ -99,7 +99,7 @@ $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --require-hashes --only-binary=:all: -r requirements/dev.txt
-	$(BIN)/pip install --quiet -e '.[tf,dev]'
+	$(BIN)/pip install --quiet -e '.[tf,serve,dev]'
 	touch $@
 
 venv: $(STAMP) ## create .venv with shadownet, TensorFlow (CPU) and the test tools
@@ -183,9 +183,9 @@ lint: $(TOOLS_STAMP) ## hadolint on the Dockerfiles, shellcheck on the scripts, 
 
 lock: $(TOOLS_STAMP) ## regenerate the hash-locked requirements/*.txt (LOCK_FLAGS=--upgrade for newer versions)
 	$(LOCK) pyproject.toml -o requirements/tfrecords.txt
-	$(LOCK) --extra tf --extra onnx pyproject.toml -o requirements/train-cpu.txt
-	$(LOCK) pyproject.toml requirements/train-gpu.in -o requirements/train-gpu.txt
-	$(LOCK) --extra tf --extra onnx --extra dev pyproject.toml -o requirements/dev.txt
+	$(LOCK) --extra tf --extra onnx --extra serve pyproject.toml -o requirements/train-cpu.txt
+	$(LOCK) --extra serve pyproject.toml requirements/train-gpu.in -o requirements/train-gpu.txt
+	$(LOCK) --extra tf --extra onnx --extra serve --extra dev pyproject.toml -o requirements/dev.txt
 	$(LOCK) requirements/build.in -o requirements/build.txt
 	$(LOCK) requirements/tools.in -o requirements/tools.txt
 	$(LOCK) requirements/sagemaker-sdk.in -o requirements/sagemaker-sdk.txt
