@@ -18,7 +18,7 @@ from .errors import ShadownetError
 from .flags import build_parser
 
 # The commands that import TensorFlow, whose C++ start-up lines are filtered (tflog).
-TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "predict", "inspect")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "predict", "inspect", "serve")
 # 128 + SIGTERM: what a process killed by SIGTERM reports; Kubeflow's ExitCode policy retries codes >= 128.
 PREEMPTED_EXIT = 128 + signal.SIGTERM
 
@@ -307,6 +307,27 @@ def _run_predict(args) -> int:
     return 0
 
 
+def _run_serve(args) -> int:
+    from .cloud.platforms import hosting
+    from .serve.workers import run
+
+    platform = hosting(os.environ, Path("/"))
+    model = args.model or platform.model
+    if model is None:
+        raise ShadownetError("no model to serve: pass --model EXPORT")
+    for flag in ("port", "workers", "max_batch", "max_body_mb", "request_timeout"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise ShadownetError(f"--{flag.replace('_', '-')} must be positive, not {value:g}")
+    from .serve.server import ServeConfig
+
+    config = ServeConfig(_staging(args).input_dir(model), host=args.host, port=args.port or platform.port or 8080,
+                         max_batch=args.max_batch, batch_wait_ms=max(0.0, args.batch_wait_ms),
+                         request_timeout=args.request_timeout, max_body_bytes=int(args.max_body_mb * (1 << 20)),
+                         health_routes=platform.health_routes, predict_routes=platform.predict_routes)
+    return run(config, args.workers or platform.workers or 1)
+
+
 def _run_jobs(args) -> int:
     from .cloud.jobs import render
     from .fileio import write_text_atomic
@@ -364,7 +385,7 @@ def _run_charset(args) -> int:
 HANDLERS = {"tfrecords": _run_tfrecords, "validate": _run_validate, "convert": _run_convert, "synth": _run_synth,
             "charset": _run_charset,
             "inspect": _run_inspect, "train": _run_train, "evaluate": _run_evaluate, "export": _run_export,
-            "predict": _run_predict, "jobs": _run_jobs, "submit": _run_submit}
+            "predict": _run_predict, "serve": _run_serve, "jobs": _run_jobs, "submit": _run_submit}
 
 
 def _with_suffix(path: str | Path, suffix: str) -> str | Path:

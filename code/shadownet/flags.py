@@ -193,6 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    serve = command("serve", "serve an export over HTTP: SageMaker, Vertex AI, KServe (v1, v2) and TF Serving's "
+                             "REST API on one port (see docs/serving.md)")
+    serve.add_argument("--model", type=_location,
+                       help="export dir (NAME/, NAME/VERSION/ or the folder holding NAME/), s3:// or gs:// prefix "
+                            "(default: the platform's: /opt/ml/model, AIP_STORAGE_URI, /mnt/models)")
+    _storage(serve)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, help="default: AIP_HTTP_PORT, SAGEMAKER_BIND_TO_PORT, else 8080")
+    serve.add_argument("--workers", type=int, help="server processes, each with the model "
+                                                   "(default: SAGEMAKER_MODEL_SERVER_WORKERS, else 1)")
+    serve.add_argument("--max-batch", type=int, default=64,
+                       help="most images per model call; 1 turns dynamic batching off (default 64)")
+    serve.add_argument("--batch-wait-ms", type=float, default=2.0,
+                       help="how long a batch waits for more images once it has one (default 2)")
+    serve.add_argument("--request-timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    serve.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body (default 8 MiB)")
+
     jobs = command("jobs", "job specs for SageMaker, Vertex AI, Kubeflow, UAI Train, Kubernetes")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     from .cloud.jobs import DEFAULTS

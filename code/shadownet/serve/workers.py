@@ -1,0 +1,58 @@
+"""One server process, or several on one port (``SO_REUSEPORT``: the kernel spreads the connections).
+
+With ``workers > 1`` this process only supervises: it starts the workers (each loads the model),
+passes SIGTERM and SIGINT on to them, and exits with the worst of their statuses. Their metrics go
+to one ``PROMETHEUS_MULTIPROC_DIR``, so ``/metrics`` in any of them counts all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+
+from .server import ServeConfig
+
+
+def run(config: ServeConfig, workers: int = 1) -> int:
+    if workers <= 1:
+        from .server import serve
+
+        return asyncio.run(serve(config))
+    with tempfile.TemporaryDirectory(prefix="shadownet-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker imports prometheus_client
+        context = multiprocessing.get_context("spawn")
+        config = dataclasses.replace(config, reuse_port=True)
+        processes = [context.Process(target=_worker, args=(config,), name=f"serve-{i}") for i in range(workers)]
+
+        def forward(signum, frame):
+            for process in processes:
+                if process.pid is not None and process.exitcode is None:
+                    os.kill(process.pid, signum)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, forward)
+        for process in processes:
+            process.start()
+        print(f"started {workers} server processes on port {config.port}", file=sys.stderr, flush=True)
+        statuses = []
+        for process in processes:
+            process.join()
+            statuses.append(process.exitcode)
+        failed = [s for s in statuses if s]
+        return 0 if not failed else (failed[0] if failed[0] > 0 else 128 - failed[0])
+
+
+def _worker(config: ServeConfig) -> None:
+    from ..errors import ShadownetError
+    from .server import serve
+
+    try:
+        sys.exit(asyncio.run(serve(config)))
+    except ShadownetError as exc:
+        print(f"shadownet: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code)
