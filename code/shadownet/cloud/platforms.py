@@ -374,3 +374,48 @@ def _json_value(text: str, source: str):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ShadownetError(f"{source}: malformed JSON: {exc.msg} (column {exc.colno})") from None
+
+
+# -- hosting (``serve``) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hosting:
+    """What a model-hosting platform tells ``shadownet serve``; ``None``: not said (the flags' defaults apply)."""
+
+    name: str  # sagemaker, vertex, kserve or local
+    model: str | None = None  # the export: a folder, or gs:// (Vertex AI)
+    port: int | None = None
+    workers: int | None = None
+    health_routes: tuple[str, ...] = ()
+    predict_routes: tuple[str, ...] = ()
+
+
+SAGEMAKER_MODEL = "opt/ml/model"  # where SageMaker hosting unpacks the model archive
+KSERVE_MODEL = "mnt/models"  # where KServe's storage initializer puts storageUri
+
+
+def hosting(env: Mapping[str, str], root: Path = Path("/")) -> Hosting:
+    """SageMaker: ``SAGEMAKER_BIND_TO_PORT``, ``SAGEMAKER_MODEL_SERVER_WORKERS``, ``/opt/ml/model``. Vertex AI:
+    ``AIP_HTTP_PORT``, ``AIP_HEALTH_ROUTE``, ``AIP_PREDICT_ROUTE``, ``AIP_STORAGE_URI``. KServe: ``/mnt/models``."""
+    root = Path(root)
+    if "AIP_HTTP_PORT" in env or "AIP_STORAGE_URI" in env:
+        return Hosting("vertex", model=env.get("AIP_STORAGE_URI") or None, port=_number(env, "AIP_HTTP_PORT"),
+                       health_routes=tuple(r for r in [env.get("AIP_HEALTH_ROUTE")] if r),
+                       predict_routes=tuple(r for r in [env.get("AIP_PREDICT_ROUTE")] if r))
+    sagemaker = any(key.startswith("SAGEMAKER_") for key in env) or (root / SAGEMAKER_MODEL).is_dir()
+    if sagemaker:
+        return Hosting("sagemaker", model=str(root / SAGEMAKER_MODEL), port=_number(env, "SAGEMAKER_BIND_TO_PORT"),
+                       workers=_number(env, "SAGEMAKER_MODEL_SERVER_WORKERS"))
+    if (root / KSERVE_MODEL).is_dir():
+        return Hosting("kserve", model=str(root / KSERVE_MODEL))
+    return Hosting("local")
+
+
+def _number(env: Mapping[str, str], key: str) -> int | None:
+    value = env.get(key, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ShadownetError(f"{key}={value!r}: expected a whole number >= 1")
+    return int(value)
