@@ -132,6 +132,7 @@ async def _images(request: web.Request, raw_allowed: bool) -> tuple[list[bytes],
 def predict_handler(raw_allowed: bool):
     async def handle(request: web.Request) -> web.Response:
         state = request.app["state"]
+        _model_name(request)
         images, _ = await _images(request, raw_allowed)
         texts, confidences, timings = await recognize(state, images)
         request["timings"] = timings
@@ -273,18 +274,24 @@ async def serve(config: ServeConfig, log=lambda line: print(line, file=sys.stder
     runner = web.AppRunner(build_app(state), handle_signals=False, access_log=None,
                            shutdown_timeout=config.drain_seconds)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_port=config.reuse_port or None)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ShadownetError(f"cannot listen on {config.host}:{config.port} ({exc.strerror})") from None
-    log(f"listening on http://{config.host}:{config.port} (loading {config.model})")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+
+    async def listen():
+        site = web.TCPSite(runner, config.host, config.port, reuse_port=config.reuse_port or None)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ShadownetError(f"cannot listen on {config.host}:{config.port} ({exc.strerror})") from None
+        log(f"listening on http://{config.host}:{config.port}")
+
     try:
+        # One process: the port answers at once (liveness), ready once loaded. One of several on a shared
+        # port: it joins once ready, so the kernel never hands a connection to a worker still loading.
+        if not config.reuse_port:
+            await listen()
         try:
             state.model = await loop.run_in_executor(None, ServingModel, config.model)
             await loop.run_in_executor(None, state.model.warm_up, clock)
@@ -296,6 +303,8 @@ async def serve(config: ServeConfig, log=lambda line: print(line, file=sys.stder
                                 on_batch=state.metrics.batch)
         state.batcher.start()
         state.ready = True
+        if config.reuse_port:
+            await listen()
         log(f"ready: {state.name} version {state.model.version} from {state.model.path} "
             f"(max batch {config.max_batch}, wait {config.batch_wait_ms:g} ms)")
         await stop.wait()
