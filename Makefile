@@ -82,8 +82,8 @@ OVERRIDES = $(if $(MODEL),--model $(MODEL)) $(if $(TRAIN_STEPS),--train-steps $(
 LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune bench-worker-loss bench-export lint lock clean clean-docker \
-	base-image build build-tfrecords build-cpu build-gpu push push-tfrecords push-cpu push-gpu tfrecords train train-gpu evaluate export train-local submit
+.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune bench-worker-loss bench-export bench-serve lint lock clean clean-docker \
+	base-image build build-tfrecords build-cpu build-gpu push push-tfrecords push-cpu push-gpu tfrecords train train-gpu evaluate export serve train-local submit
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -159,6 +159,9 @@ bench-train: $(STAMP) ## benchmarks/train.py: training, input pipeline and servi
 
 bench-worker-loss: $(STAMP) ## benchmarks/worker_loss.py: how soon a worker notices that the other one died or froze
 	$(BIN)/python benchmarks/worker_loss.py $(BENCH_ARGS)
+
+bench-serve: $(STAMP) ## benchmarks/serve.py: load on `serve` in the CPU image, 1-32 clients, with and without batching
+	$(BIN)/python benchmarks/serve.py --image $(CPU_IMAGE) $(BENCH_ARGS)
 
 bench-export: $(STAMP) ## benchmarks/export.py: SavedModel vs ONNX exports of MODEL_DIR, read over OUTPUT_DIR/records' test split
 	$(BIN)/python benchmarks/export.py --model-dir $(MODEL_DIR) --tfrecords-dir $(OUTPUT_DIR)/records
@@ -257,6 +260,12 @@ evaluate: ## CPU image: evaluate OUTPUT_DIR/model on the test split -> OUTPUT_DI
 export: ## CPU image: export OUTPUT_DIR/model for TF Serving -> OUTPUT_DIR/export/shadownet/VERSION
 	$(DOCKER_RUN) $(OUTPUT_MOUNT) $(CPU_IMAGE) export --model-dir /data/output/model \
 		--export-dir /data/output/export
+
+# make serve: the port on this host; the CPU image reads OUTPUT_DIR/export as SageMaker hosting's /opt/ml/model
+SERVE_PORT ?= 8080
+SERVE_ARGS ?=
+serve: ## CPU image: serve OUTPUT_DIR/export on port SERVE_PORT (SageMaker, Vertex AI, KServe, TF Serving REST routes)
+	$(DOCKER_RUN) -v $(abspath $(EXPORT_DIR)):/opt/ml/model:ro $(CPU_IMAGE) serve --port $(SERVE_PORT) $(SERVE_ARGS)
 
 train-local: ## CPU image exactly as SageMaker runs it: OUTPUT_DIR/opt_ml as /opt/ml, channel train = OUTPUT_DIR/records
 	mkdir -p $(SM_DIR)/input/config $(SM_DIR)/input/data $(SM_DIR)/model $(SM_DIR)/output $(SM_DIR)/checkpoints

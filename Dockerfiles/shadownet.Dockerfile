@@ -68,8 +68,10 @@ LABEL org.opencontainers.image.title="shadownet-tfrecords" \
 FROM runtime AS train-cpu
 # Keras's config and downloads in /tmp, also as root (its default is ~/.keras).
 ENV KERAS_HOME=/tmp/.keras
+# `IMAGE serve`: SageMaker hosting's and KServe's port (Vertex AI sets AIP_HTTP_PORT; docs/serving.md)
+EXPOSE 8080
 LABEL org.opencontainers.image.title="shadownet-train-cpu" \
-      org.opencontainers.image.description="shadownet training, evaluation and export on CPU (TensorFlow): shadownet train --tfrecords-dir DIR --model-dir DIR"
+      org.opencontainers.image.description="shadownet training, evaluation, export and serving on CPU (TensorFlow): shadownet train --tfrecords-dir DIR --model-dir DIR; shadownet serve"
 
 FROM runtime AS train-gpu
 # As in NVIDIA's CUDA images: what the NVIDIA container runtime exposes when it starts the image without
@@ -77,5 +79,6 @@ FROM runtime AS train-gpu
 ENV KERAS_HOME=/tmp/.keras \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
+EXPOSE 8080
 LABEL org.opencontainers.image.title="shadownet-train-gpu" \
-      org.opencontainers.image.description="shadownet training, evaluation and export on NVIDIA GPUs (TensorFlow, CUDA 12, cuDNN 9): shadownet train --tfrecords-dir DIR --model-dir DIR"
+      org.opencontainers.image.description="shadownet training, evaluation, export and serving on NVIDIA GPUs (TensorFlow, CUDA 12, cuDNN 9): shadownet train --tfrecords-dir DIR --model-dir DIR; shadownet serve"

@@ -158,9 +158,9 @@ def _pins(lock: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("lock, extras, extra_in", [
     ("tfrecords", (), None),
-    ("train-cpu", ("tf", "onnx"), None),
-    ("train-gpu", (), "train-gpu.in"),
-    ("dev", ("tf", "onnx", "dev"), None),
+    ("train-cpu", ("tf", "onnx", "serve"), None),
+    ("train-gpu", ("serve",), "train-gpu.in"),
+    ("dev", ("tf", "onnx", "serve", "dev"), None),
 ])
 def test_lock_files_pin_what_pyproject_asks_for(lock, extras, extra_in):
     """A dependency added to pyproject.toml without `make lock` would be missing from the images."""
@@ -189,7 +189,7 @@ def test_image_smoke(kind, engine):
     require_image(kind)
     assert run_image(kind, "--version").stdout.strip() == f"shadownet {__version__}"
     usage = run_image(kind).stdout  # default CMD: --help
-    for command in ("synth", "tfrecords", "train", "evaluate", "export"):
+    for command in ("synth", "tfrecords", "train", "evaluate", "export", "serve"):
         assert command in usage
     probe = ("import importlib.util as u, cv2, numpy, PIL, google_crc32c, ujson, shadownet; "
              "print(shadownet.__version__, u.find_spec('tensorflow') is not None)")
@@ -205,6 +205,10 @@ def test_image_smoke(kind, engine):
         onnx_probe = "import onnxruntime, tf2onnx, onnx; print(onnxruntime.get_available_providers())"
         providers = run_image(kind, "-c", onnx_probe, entrypoint="python", user="%d:%d" % KUBERNETES_USER)
         assert "CPUExecutionProvider" in providers.stdout
+        # The serve extra: the HTTP server, its metrics, gs:// models.
+        serve_probe = "import aiohttp, prometheus_client, google.cloud.storage; print(aiohttp.__version__)"
+        assert run_image(kind, "-c", serve_probe, entrypoint="python").stdout.strip()
+        assert "8080/tcp" in inspect(kind)["Config"]["ExposedPorts"]
 
 
 @pytest.mark.parametrize("kind", ["tfrecords", "train-cpu"])
