@@ -322,7 +322,8 @@ def _run_serve(args) -> int:
     from .serve.model import find_export
     from .serve.server import ServeConfig
 
-    config = ServeConfig(find_export(_staging(args).input_dir(model)), host=args.host, port=args.port or platform.port or 8080,
+    local = find_export(_staging(args).input_dir(model))
+    config = ServeConfig(local, host=args.host, port=args.port or platform.port or 8080,
                          max_batch=args.max_batch, batch_wait_ms=max(0.0, args.batch_wait_ms),
                          request_timeout=args.request_timeout, max_body_bytes=int(args.max_body_mb * (1 << 20)),
                          health_routes=platform.health_routes, predict_routes=platform.predict_routes)
