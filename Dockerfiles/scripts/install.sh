@@ -51,6 +51,13 @@ case ${1:-} in
     site=$(echo /opt/venv/lib/python3.*/site-packages)
     rm -rf "$site/onnx/backend/test" "$site/tests" "$site/tensorboard_data_server" \
       "$site"/tensorflow/compiler/mlir/stablehlo/stablehlo_extension*.so
+    # The serve extra (aiohttp, prometheus-client, google-cloud-storage and google-auth's cryptography) adds
+    # ~45 MB; the test suites that numpy, h5py, Keras, TensorFlow and others ship (~30 MB) go instead: nothing
+    # imports them.
+    find "$site" -depth -type d -name tests \( -path '*/numpy/*' -o -path '*/h5py/*' -o -path '*/keras/*' \
+      -o -path '*/tensorflow/*' -o -path '*/opt_einsum/*' -o -path '*/certifi/*' \) -exec rm -rf {} +
+    find "$site/keras" "$site/tensorflow" "$site/tf2onnx" \( -name '*_test.py' -o -name '*_test.cpython-*.pyc' \) \
+      -delete 2>/dev/null || true
     if [[ -d $site/onnx ]]; then
       find "$site/onnx" \( -name '*.cc' -o -name '*.h' -o -name '*.in.proto' \) -delete
     fi
