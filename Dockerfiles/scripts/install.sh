@@ -39,6 +39,11 @@ case ${1:-} in
     if /opt/venv/bin/python -c 'import clang' 2>/dev/null; then
       /opt/build/bin/pip --python /opt/venv/bin/python uninstall --quiet --yes libclang
     fi
+    # Likewise setuptools (~8 MB), which TensorBoard requires and nothing here imports at run time (the
+    # shadownet wheel is built by the build venv's).
+    if /opt/venv/bin/python -c 'import setuptools' 2>/dev/null; then
+      /opt/build/bin/pip --python /opt/venv/bin/python uninstall --quiet --yes setuptools
+    fi
     # boto3 is here for s3:// paths, and botocore carries the API models of every AWS service (~28 MB, most
     # of the generation image's margin under its 400 MB goal). Keep S3's and those of the services its
     # credential providers call (STS, SSO, SSO-OIDC, sign-in); the image tests create each client and talk
