@@ -184,8 +184,9 @@ def _effective(pod: dict, container: dict, key: str):
 
 
 def test_the_kubernetes_specs_are_the_ones_in_jobs():
-    assert KUBERNETES_SPECS == ["k8s-tfrecords-job.yaml", "katib-experiment.yaml", "kubeflow-tfjob-2-workers.yaml",
-                                "kubeflow-tfjob.yaml", "kubeflow-training-runtime.yaml"]
+    assert KUBERNETES_SPECS == ["k8s-tfrecords-job.yaml", "katib-experiment.yaml", "kserve-inferenceservice.yaml",
+                                "kubeflow-tfjob-2-workers.yaml", "kubeflow-tfjob.yaml",
+                                "kubeflow-training-runtime.yaml"]
 
 
 @pytest.mark.parametrize("name", KUBERNETES_SPECS)

@@ -32,4 +32,5 @@ QUANTIZATIONS = ("none", "int8")  # `export --quantize` (ONNX)
 
 # -- platforms (cloud/): what `jobs render` and `submit` take
 PLATFORMS = ("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords", "sagemaker-tuning", "vertex-tuning", "katib",
-             "kubeflow-training-runtime", "kubeflow-trainjob")
+             "kubeflow-training-runtime", "kubeflow-trainjob",
+             "sagemaker-endpoint", "vertex-model", "kserve")  # deployment: cloud/serving_jobs.py

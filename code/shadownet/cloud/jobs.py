@@ -57,7 +57,11 @@ METRIC_DEFINITIONS = [
 
 def parameters(settings: list[str], platform: str) -> tuple[dict[str, str], dict[str, str]]:
     """``key=value`` pairs -> (parameters, hyperparameters), over the defaults."""
-    values = dict(DEFAULTS, instance_type=_INSTANCE.get(platform, ""), region=_REGION.get(platform, ""))
+    from . import serving_jobs
+
+    values = dict(DEFAULTS, **serving_jobs.DEFAULTS, instance_type=_INSTANCE.get(platform, ""),
+                  region=_REGION.get(platform, ""))
+    values.update(serving_jobs.PLATFORM_DEFAULTS.get(platform, {}))
     from ..config import coerce, experiment
     from ..config import hyperparameters as settings_of
 
@@ -231,12 +235,13 @@ def uai(p: dict[str, str], hp: dict[str, str]) -> dict:
 
 
 def _builders() -> dict:
-    from . import trainer_jobs, tuning_jobs
+    from . import serving_jobs, trainer_jobs, tuning_jobs
 
     return {"sagemaker": sagemaker, "vertex": vertex, "kubeflow": kubeflow, "uai": uai,
             "k8s-tfrecords": k8s_tfrecords, "sagemaker-tuning": tuning_jobs.sagemaker_tuning,
             "vertex-tuning": tuning_jobs.vertex_tuning, "katib": tuning_jobs.katib,
-            "kubeflow-training-runtime": trainer_jobs.training_runtime, "kubeflow-trainjob": trainer_jobs.trainjob}
+            "kubeflow-training-runtime": trainer_jobs.training_runtime, "kubeflow-trainjob": trainer_jobs.trainjob,
+            **serving_jobs.BUILDERS}
 
 
 # Rendered into jobs/ with the defaults, and with these settings under the second name.
@@ -247,7 +252,8 @@ FILES = {"sagemaker": "sagemaker-training-job.json", "vertex": "vertex-custom-jo
          "kubeflow": "kubeflow-tfjob.yaml", "uai": "uai-train-job.json", "k8s-tfrecords": "k8s-tfrecords-job.yaml",
          "sagemaker-tuning": "sagemaker-tuning-job.json", "vertex-tuning": "vertex-hyperparameter-tuning-job.yaml",
          "katib": "katib-experiment.yaml", "kubeflow-training-runtime": "kubeflow-training-runtime.yaml",
-         "kubeflow-trainjob": "kubeflow-trainjob.yaml"}
+         "kubeflow-trainjob": "kubeflow-trainjob.yaml", "sagemaker-endpoint": "sagemaker-endpoint.json",
+         "vertex-model": "vertex-model.yaml", "kserve": "kserve-inferenceservice.yaml"}
 
 
 def render(platform: str, settings: list[str] = ()) -> str:
@@ -265,12 +271,13 @@ def render(platform: str, settings: list[str] = ()) -> str:
 
 
 def check(platform: str, spec: dict) -> None:
-    from . import trainer_jobs, tuning_jobs
+    from . import serving_jobs, trainer_jobs, tuning_jobs
 
     checks = {"sagemaker": _check_sagemaker, "vertex": vertex_problems, "kubeflow": kubernetes_problems,
               "k8s-tfrecords": kubernetes_problems, "sagemaker-tuning": tuning_jobs.check_sagemaker_tuning,
               "vertex-tuning": tuning_jobs.check_vertex_tuning, "katib": tuning_jobs.check_katib,
-              "kubeflow-training-runtime": trainer_jobs.check_runtime, "kubeflow-trainjob": trainer_jobs.check_trainjob}
+              "kubeflow-training-runtime": trainer_jobs.check_runtime, "kubeflow-trainjob": trainer_jobs.check_trainjob,
+              **serving_jobs.CHECKS}
     problems = checks[platform](spec) if platform in checks else []
     if problems:
         raise ShadownetError(f"the rendered {platform} spec is not valid:\n  " + "\n  ".join(problems))
