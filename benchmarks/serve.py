@@ -8,7 +8,8 @@ max width 256; trained for one step: the speed does not depend on the weights). 
 
 For each server (``--max-batch 64`` and ``--max-batch 1``) and client count: a warm-up, then requests for
 ``--seconds`` (at most ``--requests``); images/s, latency p50/p95/p99, errors, the mean batch the server ran
-(from ``/metrics``) and the mean of each stage of ``Server-Timing``. Prints one JSON object.
+(from ``/metrics``) and the mean of each stage of ``Server-Timing``; and, as the reference, one client sending
+64 images a request (the batch-64 figure). Prints one JSON object.
 
     python benchmarks/serve.py [--image shadownet/train-cpu:0.1.0] [--model EXPORT] [--seconds 10]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import re
@@ -88,8 +90,17 @@ def batch_totals(port: int) -> tuple[float, float]:
     return float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0
 
 
-async def load(port: int, images: list[bytes], clients: int, seconds: float, requests: int) -> dict:
+def json_bodies(images: list[bytes], per_request: int) -> list[bytes]:
+    """Requests of ``per_request`` images each (``{"instances": [{"b64": ...}]}``)."""
+    groups = [images[i : i + per_request] for i in range(0, len(images) - per_request + 1, per_request)]
+    return [json.dumps({"instances": [{"b64": base64.b64encode(i).decode()} for i in g]}).encode() for g in groups]
+
+
+async def load(port: int, images: list[bytes], clients: int, seconds: float, requests: int,
+               per_request: int = 1) -> dict:
     url = f"http://127.0.0.1:{port}/invocations"
+    bodies = images if per_request == 1 else json_bodies(images, per_request)
+    content_type = "image/jpeg" if per_request == 1 else "application/json"
     latencies, stages, errors = [], {s: [] for s in STAGES}, 0
     sent = 0
     connector = aiohttp.TCPConnector(limit=clients)
@@ -99,11 +110,11 @@ async def load(port: int, images: list[bytes], clients: int, seconds: float, req
         async def client():
             nonlocal sent, errors
             while time.perf_counter() < deadline and sent < requests:
-                body = images[sent % len(images)]
+                body = bodies[sent % len(bodies)]
                 sent += 1
                 start = time.perf_counter()
                 try:
-                    async with session.post(url, data=body, headers={"Content-Type": "image/jpeg"}) as response:
+                    async with session.post(url, data=body, headers={"Content-Type": content_type}) as response:
                         await response.read()
                         ok, timing = response.status == 200, response.headers.get("Server-Timing", "")
                 except aiohttp.ClientError:
@@ -125,8 +136,8 @@ async def load(port: int, images: list[bytes], clients: int, seconds: float, req
     def pct(p):
         return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000, 2)
 
-    return {"clients": clients, "requests": len(latencies), "errors": errors,
-            "images_per_s": round((len(latencies) - errors) / elapsed, 1),
+    return {"clients": clients, "images_per_request": per_request, "requests": len(latencies), "errors": errors,
+            "images_per_s": round((len(latencies) - errors) * per_request / elapsed, 1),
             "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
             "stage_ms_mean": {s: round(statistics.fmean(v), 3) for s, v in stages.items() if v}}
 
@@ -158,6 +169,10 @@ def main() -> None:
                 batches = after[1] - before[1]
                 run.update(max_batch=max_batch, mean_batch=round((after[0] - before[0]) / batches, 2) if batches else 0)
                 results["runs"].append(run)
+                print(json.dumps(run), file=sys.stderr, flush=True)
+            if max_batch >= 64:  # the reference: one client sending 64 images a request
+                run = asyncio.run(load(port, images, 1, args.seconds, args.requests, per_request=64))
+                results["batch_64_request"] = run
                 print(json.dumps(run), file=sys.stderr, flush=True)
         finally:
             server.terminate()
