@@ -177,7 +177,8 @@ async def v1_status(request: web.Request) -> web.Response:
     state = request.app["state"]
     if state.model is None:
         return error(503, "the model is loading")
-    return json_response(protocols.v1_status(state.model.version, state.ready))
+    # 503 until ready (and once stopping): Vertex AI's health route in our specs is this one.
+    return json_response(protocols.v1_status(state.model.version, state.ready), 200 if state.ready else 503)
 
 
 async def v2_model(request: web.Request) -> web.Response:
