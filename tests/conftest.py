@@ -140,3 +140,32 @@ def bucket(s3) -> str:
     s3.proxy.reset()
     yield name
     s3.proxy.reset()
+
+
+# -- a real Cloud Storage API server on 127.0.0.1 (tests/gcsserver.py) -----------------------------------------
+
+_gcs_buckets = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    """gcp-storage-emulator in its own process; STORAGE_EMULATOR_HOST in os.environ meanwhile (so the code under
+    test, and ``run_cli``'s processes, use it). ``gcs.upload(folder, "gs://bucket/prefix")`` fills a bucket,
+    ``gcs.env()`` is what a container on ``--network host`` needs."""
+    from gcsserver import EMULATOR_VAR, GcsServer
+
+    saved = os.environ.get(EMULATOR_VAR)
+    server = GcsServer()
+    os.environ.update(server.env())
+    yield server
+    server.stop()
+    if saved is None:
+        os.environ.pop(EMULATOR_VAR, None)
+    else:
+        os.environ[EMULATOR_VAR] = saved
+
+
+@pytest.fixture
+def gcs_bucket(gcs) -> str:
+    """A new, empty bucket on the ``gcs`` server: its name."""
+    return gcs.create_bucket(f"gcs-bucket-{next(_gcs_buckets)}")

@@ -126,3 +126,27 @@ def test_docker_stop_answers_every_request_in_flight(cpu_image, model_root, imag
     assert len(served) == 10
     for answer in served:
         assert [p["text"] for p in answer["predictions"]] == [e["text"] for e in expected] * 4
+
+
+def test_vertex_ai_prediction_contract(cpu_image, model_root, images, expected, gcs, gcs_bucket):
+    """As Vertex AI starts it: AIP_HTTP_PORT, its routes, and the model from AIP_STORAGE_URI (gs://, here the GCS
+    emulator on the host's loopback, through STORAGE_EMULATOR_HOST), as the Kubernetes user."""
+    gcs.upload(model_root, f"gs://{gcs_bucket}/models/run-1")
+    port = free_port()
+    health, predict = "/v1/endpoints/123/deployedModels/456", "/v1/endpoints/123/deployedModels/456:predict"
+    env = {"AIP_HTTP_PORT": str(port), "AIP_HEALTH_ROUTE": health, "AIP_PREDICT_ROUTE": predict,
+           "AIP_STORAGE_URI": f"gs://{gcs_bucket}/models/run-1", **gcs.env()}
+    server, name = container("--user", "10001:10001", env=env)
+    try:
+        server.wait_ready(path=health)
+        data = [d for _, d in images]
+        status, body = server.post_json(predict, {**instances(data), "parameters": {"decoder": "greedy"}})
+        assert status == 200
+        assert_same(body["predictions"], expected)
+        status, _, raw = server.request("POST", predict, data[3], "image/png" if images[3][0].suffix == ".png"
+                                        else "image/jpeg")
+        assert status == 200 and json.loads(raw)["predictions"][0]["text"] == expected[3]["text"]
+        status, body = server.post_json(predict, {"instances": [{"b64": b64(data[0])}, {"b64": b64(b"%PDF-1.4")}]})
+        assert status == 400 and body["error"].startswith("instance 1: not a decodable image")
+    finally:
+        assert stop(name, server) == 0

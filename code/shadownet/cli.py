@@ -146,7 +146,7 @@ def _run_inspect(args) -> int:
 def _run_train(args) -> int:
     from .cloud import hypertune
     from .cloud.platforms import cluster, gcs_path, pick
-    from .cloud.storage import is_remote
+    from .cloud.storage import check_writable, is_remote
     from .config import explicit, load
     from .learn import distribute, run_dir
     from .learn.read_records import stage_share
@@ -161,6 +161,8 @@ def _run_train(args) -> int:
     tfrecords_path = pick(args.tfrecords_dir, platform.tfrecords_dir, "--tfrecords-dir", platform)
     model_path = pick(args.model_dir, platform.model_dir, "--model-dir", platform)
     export_path = args.export_dir or platform.export_dir
+    for output in (model_path, export_path):  # a gs:// output is refused now, not after training
+        check_writable(output)
     # Before any model or dataset exists, as TensorFlow requires. Several workers: TF_CONFIG (Kubeflow,
     # Vertex AI), Vertex AI's CLUSTER_SPEC or SageMaker's hosts (see platforms.cluster).
     workers = cluster(os.environ, Path("/"))

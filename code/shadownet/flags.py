@@ -19,10 +19,12 @@ EPILOG = "Try: shadownet synth --out data/sample --count 2000, then validate, tf
 
 
 def _location(text: str) -> str | Path:
-    """A path argument: a local path, or an ``s3://bucket/prefix`` URL kept as text (Path would fold its //)."""
+    """A path argument: a local path, or an ``s3://`` or ``gs://`` URL kept as text (Path would fold its //).
+    A ``gs://`` output is refused where it is used (``storage.check_writable``): gs:// is read only."""
+    from .cloud.gcs import is_gcs
     from .cloud.storage import is_remote
 
-    return text if is_remote(text) else Path(text)
+    return text if is_remote(text) or is_gcs(text) else Path(text)
 
 
 def _formats(text: str) -> tuple[str, ...]:

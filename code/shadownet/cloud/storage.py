@@ -13,6 +13,8 @@ Transient failures (throttling, 5xx, timeouts, dropped connections) are retried 
 "standard" retry mode with backoff, and dropped downloads by s3transfer; what still fails, and
 permanent errors (no such bucket, access denied), become a ``ShadownetError`` naming the object and
 the reason. Credentials come from boto3's standard chain and never appear in a message.
+
+``gs://`` inputs are staged the same way by ``gcs.py`` (read only: outputs to ``gs://`` are refused).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..errors import ShadownetError
+from .gcs import READ_ONLY, GcsReader, GcsUrl, is_gcs
 
 SCHEME = "s3://"
 
@@ -297,14 +300,15 @@ def _short(message: str) -> str:
 
 
 class Staging:
-    """Local folders standing in for ``s3://`` paths: inputs staged in, outputs sent back.
+    """Local folders standing in for ``s3://`` paths: inputs staged in, outputs sent back; ``gs://`` inputs too.
 
     Local paths pass through untouched, so a stage never needs to know where its data lives.
     """
 
-    def __init__(self, scratch: Path, store: ObjectStore | None = None):
+    def __init__(self, scratch: Path, store: ObjectStore | None = None, gcs: GcsReader | None = None):
         self.scratch = Path(scratch)
         self._store = store
+        self._gcs = gcs
         self._sent: dict[str, dict[str, tuple[int, int]]] = {}  # remote path -> file -> (size, mtime) sent
 
     @property
@@ -313,12 +317,23 @@ class Staging:
             self._store = ObjectStore()
         return self._store
 
+    @property
+    def gcs(self) -> GcsReader:
+        if self._gcs is None:
+            self._gcs = GcsReader()
+        return self._gcs
+
     def _local(self, url: S3Url, role: str) -> Path:
         return self.scratch / role / url.bucket / (url.key or "_root")
 
     def input_dir(self, path: str | Path, only: Callable[[str], bool] | None = None) -> Path:
-        """A folder to read: ``path`` itself, or the objects under an ``s3://`` prefix staged locally
-        (``only(relative path)``: just those it accepts)."""
+        """A folder to read: ``path`` itself, or the objects under an ``s3://`` or ``gs://`` prefix staged
+        locally (``only(relative path)``: just those it accepts)."""
+        if is_gcs(path):
+            url = GcsUrl.parse(str(path))
+            local = self.scratch / "gs" / url.bucket / (url.prefix or "_root")
+            self.gcs.stage_in(url, local, only=only)
+            return local
         if not is_remote(path):
             return Path(path)
         url = S3Url.parse(str(path))
@@ -337,6 +352,7 @@ class Staging:
     def output_dir(self, path: str | Path, existing: bool = False) -> Path:
         """A local folder whose content ``sync`` sends to ``path``. ``existing``: start from what is
         already there (a run to resume, a folder to add to)."""
+        check_writable(path)
         if not is_remote(path):
             return Path(path)
         url = S3Url.parse(str(path))
@@ -364,6 +380,7 @@ class Staging:
         return len(changed)
 
     def output_file(self, path: str | Path) -> Path:
+        check_writable(path)
         if not is_remote(path):
             return Path(path)
         url = S3Url.parse(str(path))
@@ -374,6 +391,12 @@ class Staging:
     def send_file(self, local: Path, path: str | Path) -> None:
         if is_remote(path) and Path(local).exists():
             self.store.upload(Path(local), S3Url.parse(str(path)))
+
+
+def check_writable(path: str | Path | None) -> None:
+    """Refuse an output to ``gs://`` (read only here), saying how to write there; any other path (or None) passes."""
+    if is_gcs(path):
+        raise ShadownetError(f"{path}: {READ_ONLY}")
 
 
 def _state(folder: Path) -> dict[str, tuple[int, int]]:
