@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import struct
 import threading
 import time
@@ -314,3 +315,14 @@ def test_serves_an_export_from_s3_and_times_out_slow_requests(s3, bucket, model,
         assert server.request("GET", "/ping")[0] == 200
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_workers_that_cannot_listen_fail_the_server(model):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = Server.local(model, "--workers", "2", port=port)
+        assert server.process.wait(timeout=180) == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in server.process.stderr.read()

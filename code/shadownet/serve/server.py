@@ -77,7 +77,7 @@ def error(status: int, message: str) -> web.Response:
 
 async def recognize(state: State, images: list[bytes]) -> tuple[list[str], list[float], dict[str, float]]:
     """Encoded images -> (texts, confidences, seconds per stage), or ``RequestError`` naming the first bad one."""
-    if not state.ready:
+    if state.batcher is None:  # not `ready`: that turns false on SIGTERM, and requests in flight are answered
         raise protocols.RequestError("the model is not loaded yet", 503)
     loop = asyncio.get_running_loop()
     state.batcher.incoming += len(images)

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 
 from .server import ServeConfig
 
@@ -39,10 +40,14 @@ def run(config: ServeConfig, workers: int = 1) -> int:
         for process in processes:
             process.start()
         print(f"started {workers} server processes on port {config.port}", file=sys.stderr, flush=True)
-        statuses = []
-        for process in processes:
-            process.join()
-            statuses.append(process.exitcode)
+        stopping = False
+        while any(process.exitcode is None for process in processes):
+            # One worker failed (the model, the port): the others stop too, so the platform sees the failure.
+            if not stopping and any(process.exitcode for process in processes):
+                stopping = True
+                forward(signal.SIGTERM, None)
+            time.sleep(0.2)
+        statuses = [process.exitcode for process in processes]
         failed = [s for s in statuses if s]
         return 0 if not failed else (failed[0] if failed[0] > 0 else 128 - failed[0])
 
