@@ -15,6 +15,7 @@ from shadownet.cloud import jobs, serving_jobs
 from shadownet.errors import ShadownetError
 
 from conftest import REPO, run_cli
+from test_tuning import _strict  # the CRD schemas validated as the API server does
 
 ROLE = "role=arn:aws:iam::123456789012:role/test"
 
@@ -150,19 +151,6 @@ def test_a_broken_vertex_model_spec_is_refused():
 
 
 # --- KServe ---------------------------------------------------------------------------------------------------
-
-def _strict(node):
-    """A structural CRD schema as the API server's strict field validation applies it: no unknown fields."""
-    if isinstance(node, dict):
-        if "properties" in node and "additionalProperties" not in node \
-                and not node.get("x-kubernetes-preserve-unknown-fields"):
-            node["additionalProperties"] = False
-        for value in node.values():
-            _strict(value)
-    elif isinstance(node, list):
-        for value in node:
-            _strict(value)
-    return node
 
 
 @pytest.fixture(scope="module")

@@ -109,3 +109,22 @@ def _verb(path: str, number: int) -> str:
     if here == path:
         return "write" if os.access(path, os.R_OK) else "read"
     return "write" if os.access(here, os.X_OK) else "read"
+
+
+class converted:
+    """A context manager: an exception that ``convert(exc)`` turns into a ShadownetError is raised as that one
+    (a client library's error as one line naming the object); others, and ShadownetErrors, pass unchanged."""
+
+    def __init__(self, convert):
+        self.convert = convert
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, ShadownetError):
+            return False
+        error = self.convert(exc)
+        if error is None:
+            return False
+        raise error from None

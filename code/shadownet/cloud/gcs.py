@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..errors import ShadownetError
+from ..errors import ShadownetError, converted
 
 SCHEME = "gs://"
 READ_ONLY = ("gs:// is read-only here (a model or data to read); write to a local folder or s3://, or on "
@@ -153,22 +153,9 @@ def _safe(url: GcsUrl, relative: str) -> str:
     return relative
 
 
-class _reported:
-    """Turns google-cloud-storage's exceptions into a ShadownetError naming the object, for one call."""
-
-    def __init__(self, url: GcsUrl, action: str):
-        self.url, self.action = url, action
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, ShadownetError):
-            return False
-        converted = _error(self.url, self.action, exc)
-        if converted is None:
-            return False
-        raise converted from None
+def _reported(url: GcsUrl, action: str) -> converted:
+    """google-cloud-storage's exceptions as a ShadownetError naming the object, for the duration of a call."""
+    return converted(lambda exc: _error(url, action, exc))
 
 
 _STATUS = {401: "not authorised (check the credentials)", 403: "access denied", 429: "too many requests"}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ..errors import ShadownetError
+from ..errors import ShadownetError, converted
 from .gcs import READ_ONLY, GcsReader, GcsUrl, is_gcs
 
 SCHEME = "s3://"
@@ -246,22 +246,9 @@ def _is_partial(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".partial")
 
 
-class _reported:
-    """Turns botocore's exceptions into a ShadownetError naming the object, for the duration of a call."""
-
-    def __init__(self, url: S3Url, action: str):
-        self.url, self.action = url, action
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, ShadownetError):
-            return False
-        converted = _error(self.url, self.action, exc)
-        if converted is None:
-            return False
-        raise converted from None
+def _reported(url: S3Url, action: str) -> converted:
+    """botocore's exceptions as a ShadownetError naming the object, for the duration of a call."""
+    return converted(lambda exc: _error(url, action, exc))
 
 
 def _code(exc) -> str:
