@@ -19,7 +19,7 @@ from conftest import run_cli
 from serving import Server, b64, free_port, instances
 from test_docker import DOCKER, cpu_image, docker, engine, image_name  # noqa: F401 (session fixtures)
 from test_export import lively_dir, records_dir, trained_dir  # noqa: F401 (module fixtures)
-from test_serve import assert_same, images  # noqa: F401 (module fixtures)
+from test_serve import BAD, assert_same, images  # noqa: F401 (images: a module fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +73,11 @@ def test_sagemaker_hosting_contract(cpu_image, model_root, images, expected):
         status, _, answer = server.request("POST", "/invocations", b"not an image", "application/x-image")
         assert status == 400 and json.loads(answer)["error"] == "instance 0: not a decodable image " \
                                                                  "(JPEG, PNG, GIF, BMP or WebP)"
+        for route, bad, content_type, code, words in BAD:  # each bad input; the next good one is answered right
+            got, headers, answer = server.request("POST" if route != "/nowhere" else "GET", route, bad, content_type)
+            assert got == code and words in json.loads(answer)["error"], (route, answer)
+            status, raw = server.post_json("/invocations", instances([data[0]]))
+            assert status == 200 and raw["predictions"][0]["text"] == expected[0]["text"]
         assert server.request("GET", "/ping")[0] == 200
     finally:
         assert stop(name, server) == 0
