@@ -306,12 +306,12 @@ def test_serves_an_export_from_s3_and_times_out_slow_requests(s3, bucket, model,
     client = s3.client()
     for path in sorted(p for p in model.parent.parent.rglob("*") if p.is_file()):
         client.upload_file(str(path), bucket, f"exports/{path.relative_to(model.parent.parent).as_posix()}")
-    server = Server.local(f"s3://{bucket}/exports", "--request-timeout", "0.05", env=s3.env()).wait_ready()
+    server = Server.local(f"s3://{bucket}/exports", "--request-timeout", "0.25", env=s3.env()).wait_ready()
     try:
         status, _, answer = server.request("POST", "/invocations", images[4][1], "image/jpeg")
         assert status == 200 and json.loads(answer)["predictions"][0]["text"] == expected[4]["text"]
-        status, answer = server.post_json("/invocations", instances([d for _, d in images] * 8))
-        assert status == 504 and answer == {"error": "no answer within 0.05 s"}
+        status, answer = server.post_json("/invocations", instances([d for _, d in images] * 40))  # ~1 s of work
+        assert status == 504 and answer == {"error": "no answer within 0.25 s"}
         assert server.request("GET", "/ping")[0] == 200
     finally:
         assert server.stop() == 0
