@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -236,7 +237,12 @@ def test_serve_refuses_what_it_cannot_serve(tmp_path):
     result = run_cli("serve", "--model", tmp_path / "missing")
     assert result.returncode == 2 and result.stderr.strip().endswith("no such export (expected <export_dir>/<name> "
                                                                      "or <name>/<version>)")
-    result = run_cli("serve", cwd=tmp_path)
+    if Path("/opt/ml/model").is_dir() or Path("/mnt/models").is_dir():
+        pytest.skip("this host has a hosting platform's model folder")
+    # No hosting platform's variables (CI sets SAGEMAKER_SDK_PYTHON, which names no endpoint: kept)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIP_")
+           and k not in ("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS")}
+    result = run_cli("serve", cwd=tmp_path, env=dict(env, SAGEMAKER_SDK_PYTHON="python3"))
     assert result.returncode == 2 and "no model to serve: pass --model EXPORT" in result.stderr
 
 
@@ -286,6 +292,7 @@ def test_v2_binary_and_json_parsing():
 
 def test_hosting_contracts(tmp_path):
     assert hosting({}, tmp_path) == Hosting("local")
+    assert hosting({"SAGEMAKER_SDK_PYTHON": "python3", "SAGEMAKER_ROLE": "r"}, tmp_path) == Hosting("local")
     (tmp_path / "opt/ml/model").mkdir(parents=True)
     sagemaker = hosting({"SAGEMAKER_BIND_TO_PORT": "9090", "SAGEMAKER_MODEL_SERVER_WORKERS": "3"}, tmp_path)
     assert (sagemaker.name, sagemaker.model, sagemaker.port, sagemaker.workers) == (

@@ -403,7 +403,9 @@ def hosting(env: Mapping[str, str], root: Path = Path("/")) -> Hosting:
         return Hosting("vertex", model=env.get("AIP_STORAGE_URI") or None, port=_number(env, "AIP_HTTP_PORT"),
                        health_routes=tuple(r for r in [env.get("AIP_HEALTH_ROUTE")] if r),
                        predict_routes=tuple(r for r in [env.get("AIP_PREDICT_ROUTE")] if r))
-    sagemaker = any(key.startswith("SAGEMAKER_") for key in env) or (root / SAGEMAKER_MODEL).is_dir()
+    # Hosting's own variables or its model folder (not any SAGEMAKER_*: the SDK's settings are no endpoint)
+    sagemaker = bool({"SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS"} & set(env)) \
+        or (root / SAGEMAKER_MODEL).is_dir()
     if sagemaker:
         return Hosting("sagemaker", model=str(root / SAGEMAKER_MODEL), port=_number(env, "SAGEMAKER_BIND_TO_PORT"),
                        workers=_number(env, "SAGEMAKER_MODEL_SERVER_WORKERS"))
