@@ -40,16 +40,17 @@ def run(config: ServeConfig, workers: int = 1) -> int:
         for process in processes:
             process.start()
         print(f"started {workers} server processes on port {config.port}", file=sys.stderr, flush=True)
-        stopping = False
+        first = None  # the status of the first worker that failed by itself
         while any(process.exitcode is None for process in processes):
             # One worker failed (the model, the port): the others stop too, so the platform sees the failure.
-            if not stopping and any(process.exitcode for process in processes):
-                stopping = True
-                forward(signal.SIGTERM, None)
+            if first is None:
+                first = next((process.exitcode for process in processes if process.exitcode), None)
+                if first is not None:
+                    forward(signal.SIGTERM, None)
             time.sleep(0.2)
-        statuses = [process.exitcode for process in processes]
-        failed = [s for s in statuses if s]
-        return 0 if not failed else (failed[0] if failed[0] > 0 else 128 - failed[0])
+        if first is None:  # all ended together (or after a signal to this process)
+            first = next((process.exitcode for process in processes if process.exitcode), 0)
+        return first if first >= 0 else 128 - first
 
 
 def _worker(config: ServeConfig) -> None:
