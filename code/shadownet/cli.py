@@ -310,26 +310,9 @@ def _run_predict(args) -> int:
 
 
 def _run_serve(args) -> int:
-    from .cloud.platforms import hosting
-    from .serve.workers import run
+    from .serve.workers import serve_command
 
-    platform = hosting(os.environ, Path("/"))
-    model = args.model or platform.model
-    if model is None:
-        raise ShadownetError("no model to serve: pass --model EXPORT")
-    for flag in ("port", "workers", "max_batch", "max_body_mb", "request_timeout"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            raise ShadownetError(f"--{flag.replace('_', '-')} must be positive, not {value:g}")
-    from .serve.model import find_export
-    from .serve.server import ServeConfig
-
-    local = find_export(_staging(args).input_dir(model))
-    config = ServeConfig(local, host=args.host, port=args.port or platform.port or 8080,
-                         max_batch=args.max_batch, batch_wait_ms=max(0.0, args.batch_wait_ms),
-                         request_timeout=args.request_timeout, max_body_bytes=int(args.max_body_mb * (1 << 20)),
-                         health_routes=platform.health_routes, predict_routes=platform.predict_routes)
-    return run(config, args.workers or platform.workers or 1)
+    return serve_command(args, _staging(args).input_dir)
 
 
 def _run_jobs(args) -> int:

@@ -36,6 +36,20 @@ def _formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+
+    return parse
+
+
+def _positive_or_zero(text: str) -> float:
+    return max(0.0, float(text))
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -202,15 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the platform's: /opt/ml/model, AIP_STORAGE_URI, /mnt/models)")
     _storage(serve)
     serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, help="default: AIP_HTTP_PORT, SAGEMAKER_BIND_TO_PORT, else 8080")
-    serve.add_argument("--workers", type=int, help="server processes, each with the model "
+    serve.add_argument("--port", type=_positive(int), help="default: AIP_HTTP_PORT, SAGEMAKER_BIND_TO_PORT, else 8080")
+    serve.add_argument("--workers", type=_positive(int), help="server processes, each with the model "
                                                    "(default: SAGEMAKER_MODEL_SERVER_WORKERS, else 1)")
-    serve.add_argument("--max-batch", type=int, default=64,
+    serve.add_argument("--max-batch", type=_positive(int), default=64,
                        help="most images per model call; 1 turns dynamic batching off (default 64)")
-    serve.add_argument("--batch-wait-ms", type=float, default=2.0,
+    serve.add_argument("--batch-wait-ms", type=_positive_or_zero, default=2.0,
                        help="how long a batch waits for more images once it has one (default 2)")
-    serve.add_argument("--request-timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    serve.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body (default 8 MiB)")
+    serve.add_argument("--request-timeout", type=_positive(float), default=30.0,
+                       help="seconds per request (default 30)")
+    serve.add_argument("--max-body-mb", type=_positive(float), default=8.0, help="largest request body (default 8 MiB)")
 
     jobs = command("jobs", "job specs for SageMaker, Vertex AI, Kubeflow, UAI Train, Kubernetes")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")

@@ -19,6 +19,26 @@ import time
 from .server import ServeConfig
 
 
+def serve_command(args, input_dir) -> int:
+    """``shadownet serve``: the flags, then what the hosting platform says (``platforms.hosting``), then defaults.
+    ``input_dir`` stages an ``s3://`` or ``gs://`` export (the CLI's ``Staging.input_dir``)."""
+    from pathlib import Path
+
+    from ..cloud.platforms import hosting
+    from ..errors import ShadownetError
+    from .model import find_export
+
+    platform = hosting(os.environ, Path("/"))
+    model = args.model or platform.model
+    if model is None:
+        raise ShadownetError("no model to serve: pass --model EXPORT")
+    config = ServeConfig(find_export(input_dir(model)), host=args.host, port=args.port or platform.port or 8080,
+                         max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
+                         request_timeout=args.request_timeout, max_body_bytes=int(args.max_body_mb * (1 << 20)),
+                         health_routes=platform.health_routes, predict_routes=platform.predict_routes)
+    return run(config, args.workers or platform.workers or 1)
+
+
 def run(config: ServeConfig, workers: int = 1) -> int:
     if workers <= 1:
         from .server import serve
