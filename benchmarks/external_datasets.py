@@ -13,7 +13,7 @@ function of the seed, so a rerun writes the same dataset. The image sources are 
   printed with Pillow in the DejaVu and STIX fonts that matplotlib ships (the synthetic generator uses
   Pillow's built-in font), at random sizes, inks, backgrounds and slight rotations, saved as JPEG.
 * ``mixed``: those words in lower case, Capitalised or UPPER CASE, and numbers (62 classes).
-* ``photo``: ``mixed``'s texts in all 18 DejaVu and STIX faces, as a phone photo of a label shows them:
+* ``photo``: ``mixed``'s texts in 16 DejaVu and STIX faces, as a phone photo of a label shows them:
   perspective, uneven light, low contrast, shadows of texture, blur, lost resolution, sensor noise and
   strong JPEG compression (quality 35-85).
 """
@@ -35,7 +35,7 @@ SOURCES = {
     "words": "wordfreq English top-30,000 words printed in matplotlib's DejaVu/STIX fonts",
     "mixed": "the same words in lower case, Capitalised or UPPER CASE, and numbers (62 classes), "
              "in matplotlib's DejaVu/STIX fonts",
-    "photo": "the mixed-case words and numbers in matplotlib's 18 DejaVu/STIX faces, photographed: perspective, "
+    "photo": "the mixed-case words and numbers in matplotlib's 16 DejaVu/STIX faces, photographed: perspective, "
              "uneven light, low contrast, blur, lost resolution, noise, JPEG quality 35-85 (62 classes)",
 }
 WORD_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf",
@@ -131,18 +131,32 @@ def _fonts_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
+def _faces(names: tuple[str, ...]) -> list[Path]:
+    """The faces' paths; stops, naming the face, if one lacks a glyph of the 62 characters (it would draw a
+    blank image under a label)."""
+    from fontTools.ttLib import TTFont  # matplotlib's own dependency
+
+    paths = [_fonts_dir() / name for name in names]
+    for path in paths:
+        cmap = TTFont(path, lazy=True).getBestCmap()
+        missing = "".join(c for c in string.digits + string.ascii_letters if ord(c) not in cmap)
+        if missing:
+            raise SystemExit(f"{path}: no glyph for {missing[:20]!r}: not a face for these datasets")
+    return paths
+
+
 def font_path(name: str) -> Path:
     """One of the TrueType faces matplotlib ships."""
     return _fonts_dir() / name
 
 
 def _words(count: int, seed: int, test: bool, mixed: bool = False):
-    fonts_dir = _fonts_dir()
+    faces = _faces(WORD_FONTS)
     words = _word_list()
     rng = np.random.default_rng([seed, (13 if test else 12) if mixed else (11 if test else 10)])
     for _ in range(count):
         word = _mixed_texts(rng, words) if mixed else words[int(rng.integers(len(words)))]
-        font = ImageFont.truetype(str(fonts_dir / WORD_FONTS[int(rng.integers(len(WORD_FONTS)))]),
+        font = ImageFont.truetype(str(faces[int(rng.integers(len(faces)))]),
                                   int(rng.integers(22, 49)))
         left, top, right, bottom = font.getbbox(word)
         pad_x, pad_y = int(rng.integers(2, 16)), int(rng.integers(2, 10))
@@ -157,21 +171,21 @@ def _words(count: int, seed: int, test: bool, mixed: bool = False):
         yield image, word
 
 
+# Not DejaVuSansDisplay or DejaVuSerifDisplay: they hold a few math symbols and none of the 62 characters.
 PHOTO_FONTS = WORD_FONTS + ("DejaVuSans-BoldOblique.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-BoldOblique.ttf",
-                            "DejaVuSansMono-Oblique.ttf", "DejaVuSerif-BoldItalic.ttf", "DejaVuSansDisplay.ttf",
-                            "DejaVuSerifDisplay.ttf", "STIXGeneralBolIta.ttf")
+                            "DejaVuSansMono-Oblique.ttf", "DejaVuSerif-BoldItalic.ttf", "STIXGeneralBolIta.ttf")
 
 
 def _photo(count: int, seed: int, test: bool):
     """``mixed``'s texts as a photo of a printed label shows them (see the module's docstring)."""
     import cv2
 
-    fonts_dir = _fonts_dir()
+    faces = _faces(PHOTO_FONTS)
     words = _word_list()
     rng = np.random.default_rng([seed, 15 if test else 14])
     for _ in range(count):
         text = _mixed_texts(rng, words)
-        font = ImageFont.truetype(str(fonts_dir / PHOTO_FONTS[int(rng.integers(len(PHOTO_FONTS)))]),
+        font = ImageFont.truetype(str(faces[int(rng.integers(len(faces)))]),
                                   int(rng.integers(24, 56)))
         left, top, right, bottom = font.getbbox(text)
         pad_x, pad_y = int(rng.integers(4, 24)), int(rng.integers(4, 14))

@@ -4,7 +4,7 @@
    Pillow's built-in font and, with ``--pretrain-fonts computer-modern`` (the default), matplotlib's five
    Computer Modern faces), ``tfrecords``, ``train --max-train-seconds PRETRAIN`` with default settings.
 2. The small set (``--dataset``): ``external_datasets`` ``photo`` (the default: wordfreq words in lower case,
-   Capitalised or UPPER CASE, and numbers, in matplotlib's 18 DejaVu/STIX faces, as a phone photo of a label
+   Capitalised or UPPER CASE, and numbers, in matplotlib's 16 DejaVu/STIX faces, as a phone photo of a label
    shows them) or ``mixed`` (the same texts printed clean in 10 of those faces), with the 62-class charset of
    digits and ASCII letters: TRAIN images to train on (10 % of them held out for validation), TEST held out.
 3. ``train --init-from PRETRAINED --max-train-seconds SECONDS`` against ``train --max-train-seconds SECONDS``
