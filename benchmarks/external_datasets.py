@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 KINDS = ("captcha", "digits", "words", "mixed", "photo")
+MIXED_CHARSET = string.digits + string.ascii_letters  # the 62 classes of mixed and photo
 SOURCES = {
     "captcha": "captcha library (PyPI 'captcha'), ImageCaptcha 160x70, 4 of [0-9a-z]",
     "digits": "scikit-learn load_digits (UCI optdigits handwritten scans), strings of 3-8 digits, "
@@ -136,10 +137,10 @@ def _faces(names: tuple[str, ...]) -> list[Path]:
     blank image under a label)."""
     from fontTools.ttLib import TTFont  # matplotlib's own dependency
 
-    paths = [_fonts_dir() / name for name in names]
+    paths = [font_path(name) for name in names]
     for path in paths:
         cmap = TTFont(path, lazy=True).getBestCmap()
-        missing = "".join(c for c in string.digits + string.ascii_letters if ord(c) not in cmap)
+        missing = "".join(c for c in MIXED_CHARSET if ord(c) not in cmap)
         if missing:
             raise SystemExit(f"{path}: no glyph for {missing[:20]!r}: not a face for these datasets")
     return paths

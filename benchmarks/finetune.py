@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import string
 import subprocess
 import sys
 import time
@@ -36,7 +35,6 @@ from shadownet.data.charset import Charset  # noqa: E402
 
 import external_datasets  # noqa: E402
 
-MIXED_CHARSET = string.digits + string.ascii_letters  # 62 classes
 # --pretrain-fonts computer-modern: the synthetic lines also in these faces (matplotlib ships them; the
 # small sets use only its DejaVu and STIX faces).
 PRETRAIN_FONTS = ("cmr10.ttf", "cmb10.ttf", "cmti10.ttf", "cmss10.ttf", "cmtt10.ttf")
@@ -81,7 +79,7 @@ def lowercase_test_set(synthetic: Path, out: Path) -> Path:
         (out / "Train" / "sample.txt").write_text("".join(train[:8]), encoding="utf-8")  # a few: not read
         if not (out / "images").exists():
             os.symlink((synthetic / "images").resolve(), out / "images")
-        Charset.from_text(MIXED_CHARSET).save(out)
+        Charset.from_text(external_datasets.MIXED_CHARSET).save(out)
     return out
 
 
@@ -118,7 +116,7 @@ def main() -> None:
     mixed = work / args.dataset
     if not (mixed / "Test" / "sample.txt").exists():
         external_datasets.make(args.dataset, mixed, args.train, args.test, args.seed)
-        Charset.from_text(MIXED_CHARSET).save(mixed)
+        Charset.from_text(external_datasets.MIXED_CHARSET).save(mixed)
     mixed_records = records(mixed, work / f"{args.dataset}-records")
     old_records = records(lowercase_test_set(synthetic, work / "lowercase"), work / "lowercase-records",
                           "--case", "lower", "--validation-ratio", "0")
