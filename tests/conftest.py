@@ -80,9 +80,10 @@ def good_dataset(tmp_path) -> Path:
     return ds.write()
 
 
-def word_records(root: Path, count: int, train: int, seed: int, *flags, varied_height: bool = False) -> Path:
+def word_records(root: Path, count: int, train: int, seed: int, *flags, varied_height: bool = False,
+                 charset: Charset | None = None) -> Path:
     """``count`` samples of seeded words (the first ``train`` in Train, the rest in Test) -> ``root/records``."""
-    ds = Dataset(root / "dataset")
+    ds = Dataset(root / "dataset", charset)
     for i, word in enumerate(words(count, seed=seed)):
         ds.sample("Train" if i < train else "Test", f"img/{i}.jpg", word, **({"height": 32 + i % 9} if varied_height else {}))
     ds.write()

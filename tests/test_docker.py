@@ -468,6 +468,31 @@ def sagemaker_tree(root: Path, records: Path, hyperparameters: dict) -> Path:
 
 
 @pytest.mark.slow
+def test_sagemaker_job_fine_tunes_the_run_in_its_init_channel(cpu_image, tmp_path):
+    """A run in the channel `init` (another job's checkpoints, an S3 prefix): the job starts from its weights,
+    with its architecture, onto the records' charset."""
+    import shutil
+
+    from conftest import word_records
+    from test_finetune import mixed_case_records
+
+    lowercase = word_records(tmp_path / "lowercase", 24, 18, 3, "--workers", "1")
+    run_cli("train", "--tfrecords-dir", lowercase, "--model-dir", tmp_path / "parent", "--model", "shadownet_small",
+            "--train-steps", 2, "--eval-every", 2, "--batch-size", 4, "--warmup-steps", 1, check=True)
+    ml = sagemaker_tree(tmp_path / "ml", mixed_case_records(tmp_path / "mixed"), {
+        "train_steps": "2", "batch_size": "4", "eval_every": "2", "log_every": "1", "warmup_steps": "1"})
+    shutil.copytree(tmp_path / "parent", ml / "input/data/init")
+    result = run_image("train-cpu", "train", mounts={"/opt/ml": ml})
+    assert ("initialised from /opt/ml/input/data/init (step 2): kept 36 classes, added 26, dropped 0; "
+            "added: 'A' 'B' 'C' 'D' 'E' 'F' 'G' 'H' 'I' 'J' ...") in result.stdout.splitlines(), result.stdout
+    config = json.loads((ml / "checkpoints/config.json").read_text())
+    assert (config["init_from"], config["model"], config["parent"]["step"]) == (
+        "/opt/ml/input/data/init", "shadownet_small", 2)  # the architecture is the parent's
+    assert (ml / "checkpoints/checkpoints/ckpt-2.index").exists()
+    assert (ml / "model/shadownet/1/saved_model.pb").exists() and not (ml / "output/failure").exists()
+
+
+@pytest.mark.slow
 def test_sagemaker_contract_in_the_cpu_image(generated, cpu_image, tmp_path):
     """`docker run IMAGE train`, as SageMaker starts it (the image's user, root; no argument but our one flag)."""
     ml = sagemaker_tree(tmp_path / "ml", generated["out"] / "records", {

@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from shadownet.data.charset import Charset
 from shadownet.data.record_format import IMAGE_SOURCE
 from shadownet.learn import read_records
 
@@ -217,6 +219,36 @@ def test_two_workers_resume_to_exactly_train_steps(runs, records_dir, tmp_path):
     np.testing.assert_allclose([logged(workers[0].lines(), "loss")[s] for s in (5, 6)],
                                [logged(single.lines(), "loss")[s] for s in (5, 6)], atol=PRINTED_LOSS_ATOL)
     assert optimizer_iterations(tmp_path / "two", 6) == 6  # the optimizer resumed with its state
+
+
+@pytest.mark.slow
+def test_two_workers_fine_tuned_onto_another_charset_start_from_the_same_weights(records_dir, tmp_path_factory,
+                                                                                  tmp_path):
+    """--init-from in every worker: each rebuilds the output layer itself (its new rows seeded), so the two
+    workers together train as one process does from the same parent."""
+    mixed_case = word_records(tmp_path_factory.mktemp("mixed-case"), 48, 40, 3, "--validation-ratio", "0.2",
+                              "--input-mode", "fixed", "--workers", "1", varied_height=True,
+                              charset=Charset.from_text(string.digits + string.ascii_letters))
+    parent = tmp_path / "parent"
+    finish([Process(tmp_path / "p", train_args(records_dir, parent, 2, 4, "--eval-every", 2))])
+    workers = start_workers(tmp_path / "two", 2, *train_args(mixed_case, tmp_path / "two/model", 4, 2,
+                                                             "--init-from", parent))
+    finish(workers)
+    single = Process(tmp_path / "one", train_args(mixed_case, tmp_path / "one/model", 4, 4, "--init-from", parent))
+    finish([single])
+    for process in (*workers, single):
+        assert f"initialised from {parent} (step 2): kept 36 classes, added 26, dropped 0; " \
+               "added: 'A' 'B' 'C' 'D' 'E' 'F' 'G' 'H' 'I' 'J' ..." in process.lines(), process.lines()
+    chief_losses, single_losses = logged(workers[0].lines(), "loss"), logged(single.lines(), "loss")
+    assert sorted(chief_losses) == sorted(single_losses) == [1, 2, 3, 4]
+    np.testing.assert_allclose([chief_losses[s] for s in range(1, 5)], [single_losses[s] for s in range(1, 5)],
+                               atol=PRINTED_LOSS_ATOL)
+    two, one = checkpoint_values(tmp_path / "two/model", 4), checkpoint_values(tmp_path / "one/model", 4)
+    assert sorted(two) == sorted(one)
+    difference = max(float(np.max(np.abs(two[name] - one[name]))) for name in two)
+    assert difference <= WEIGHT_ATOL, difference
+    recorded = json.loads((tmp_path / "two/model/config.json").read_text())["parent"]
+    assert (recorded["run"], recorded["step"]) == (str(parent), 2)
 
 
 @pytest.mark.slow
