@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,16 @@ def word_records(root: Path, count: int, train: int, seed: int, *flags, varied_h
     ds.write()
     run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", root / "records", *flags, check=True)
     return root / "records"
+
+
+def interrupt(process: subprocess.Popen, sig: int, what: str) -> None:
+    """``sig`` to ``process`` while it is certainly still at work: stopped first (SIGSTOP), so that it cannot
+    finish between the check and the signal however slowly this test is scheduled; a signal it catches is
+    handled once it continues."""
+    os.kill(process.pid, signal.SIGSTOP)
+    assert process.poll() is None, f"{what} finished before it could be interrupted"
+    os.kill(process.pid, sig)
+    os.kill(process.pid, signal.SIGCONT)
 
 
 def run_cli(*args: str, check: bool = False, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:

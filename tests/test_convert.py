@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from shadownet.data import convert, lmdb_tree
 from shadownet.data.charset import Charset
 
-from conftest import run_cli, text_image, tree_digest, words
+from conftest import interrupt, run_cli, text_image, tree_digest, words
 
 FOLDERS = ("Train", "Validation", "Test")
 
@@ -290,9 +289,7 @@ def test_interrupted_conversion_leaves_no_out(tmp_path, sig):
     deadline = time.monotonic() + 30
     while not (partial / "Train" / "data.mdb").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.2)
-    assert process.poll() is None, "the conversion finished before it could be interrupted"
-    os.kill(process.pid, sig)
+    interrupt(process, sig, "the conversion")
     process.communicate(timeout=30)
     assert process.returncode != 0
     assert not out.exists()

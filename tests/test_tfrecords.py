@@ -18,7 +18,7 @@ from shadownet.data.images import ImageGeometry
 from shadownet.data.write_records import TFRecordsConfig, run
 from shadownet.learn import read_records
 
-from conftest import Dataset, run_cli, text_image, tree_digest, words
+from conftest import Dataset, interrupt, run_cli, text_image, tree_digest, words
 
 
 def read_split(save_dir, split):
@@ -162,14 +162,14 @@ def test_validation_split_is_seeded_and_disjoint(tmp_path, good_dataset):
 
 @pytest.fixture
 def big_dataset(tmp_path):
-    """Enough images that one worker needs a few seconds: time to interrupt it."""
+    """Enough images that two workers need a few seconds: time to interrupt them."""
     ds = Dataset(tmp_path / "big")
     base = [cv2.imencode(".jpg", text_image(w, 96))[1].tobytes() for w in words(20, seed=7)]
     labels = words(20, seed=7)
     (ds.root / "img").mkdir()
-    for i in range(12_000):
+    for i in range(20_000):
         (ds.root / "img" / f"{i}.jpg").write_bytes(base[i % 20])
-        ds.add("Train" if i < 10_800 else "Test", f"img/{i}.jpg {labels[i % 20]}")
+        ds.add("Train" if i < 18_000 else "Test", f"img/{i}.jpg {labels[i % 20]}")
     return ds.write()
 
 
@@ -183,9 +183,7 @@ def test_interrupted_generation_leaves_no_final_file_and_rerun_matches(tmp_path,
     deadline = time.monotonic() + 60
     while not any(save.glob(".*.partial")) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert process.poll() is None, "generation finished before it could be interrupted"
-    time.sleep(0.2)
-    os.kill(process.pid, sig)
+    interrupt(process, sig, "generation")
     process.wait(timeout=60)
     assert process.returncode != 0
     finals = [p.name for p in save.iterdir() if not p.name.startswith(".")]
