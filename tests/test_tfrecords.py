@@ -178,8 +178,11 @@ def big_dataset(tmp_path):
 def test_interrupted_generation_leaves_no_final_file_and_rerun_matches(tmp_path, big_dataset, sig):
     save = tmp_path / "interrupted"
     args = ["tfrecords", "--dataset-dir", big_dataset, "--save-dir", save, "--workers", "2", "--shards", "2"]
+    # SIGINT as Ctrl-C brings it to a terminal's foreground job: a shell starts `cmd &` with SIGINT ignored, and
+    # Python keeps an inherited SIG_IGN, so a suite run in the background would pass that on to the command.
     process = subprocess.Popen([sys.executable, "-m", "shadownet", *map(str, args)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not any(save.glob(".*.partial")) and time.monotonic() < deadline:
         time.sleep(0.01)
