@@ -92,6 +92,14 @@ def word_records(root: Path, count: int, train: int, seed: int, *flags, varied_h
     return root / "records"
 
 
+def start_cli(*args) -> subprocess.Popen:
+    """The command started in the background, to be interrupted (stdout dropped, stderr piped). SIGINT reaches it
+    as Ctrl-C reaches a terminal's foreground job: a shell starts `cmd &` with SIGINT ignored and Python keeps an
+    inherited SIG_IGN, so a suite run in the background would otherwise pass that on."""
+    return subprocess.Popen([sys.executable, "-m", "shadownet", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 def interrupt(process: subprocess.Popen, sig: int, what: str) -> None:
     """``sig`` to ``process`` while it is certainly still at work: stopped first (SIGSTOP), so that it cannot
     finish between the check and the signal however slowly this test is scheduled; a signal it catches is

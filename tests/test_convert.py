@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 from shadownet.data import convert, lmdb_tree
 from shadownet.data.charset import Charset
 
-from conftest import interrupt, run_cli, text_image, tree_digest, words
+from conftest import interrupt, run_cli, start_cli, text_image, tree_digest, words
 
 FOLDERS = ("Train", "Validation", "Test")
 
@@ -283,8 +281,7 @@ def test_interrupted_conversion_leaves_no_out(tmp_path, sig):
     root, out = tmp_path / "big", tmp_path / "out"
     big_dataset(root, 2500)
     args = ["convert", "--dataset-dir", root, "--to", "lmdb", "--out", out, "--workers", "1"]
-    process = subprocess.Popen([sys.executable, "-m", "shadownet", *map(str, args)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = start_cli(*args)
     partial = tmp_path / ".out.partial"
     deadline = time.monotonic() + 30
     while not (partial / "Train" / "data.mdb").exists() and time.monotonic() < deadline:
