@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 
 from shadownet import __version__
 
-from conftest import REPO, run_cli, tree_digest
+from conftest import REPO, run_cli, tree_digest, word_records
 
 DOCKER = os.environ.get("DOCKER", "docker")
 PREFIX = os.environ.get("IMAGE_PREFIX", "shadownet")
@@ -473,7 +473,6 @@ def test_sagemaker_job_fine_tunes_the_run_in_its_init_channel(cpu_image, tmp_pat
     with its architecture, onto the records' charset."""
     import shutil
 
-    from conftest import word_records
     from test_finetune import mixed_case_records
 
     lowercase = word_records(tmp_path / "lowercase", 24, 18, 3, "--workers", "1")
