@@ -179,10 +179,10 @@ $(TOOLS_STAMP): requirements/tools.txt
 	$(TOOLS)/bin/pip install --quiet --require-hashes --only-binary=:all: -r requirements/tools.txt
 	touch $@
 
-lint: $(TOOLS_STAMP) ## hadolint on the Dockerfiles, shellcheck on the scripts, ruff's error rules on the code
+lint: $(TOOLS_STAMP) ## hadolint on the Dockerfiles, shellcheck on the scripts, ruff (pyflakes, pycodestyle, import order, bugbear; pyproject.toml) on the code
 	$(TOOLS)/bin/hadolint Dockerfiles/*.Dockerfile
 	$(TOOLS)/bin/shellcheck Dockerfiles/scripts/*.sh .ci/run
-	$(TOOLS)/bin/ruff check --isolated --select E9,F63,F7,F82 code tests benchmarks
+	$(TOOLS)/bin/ruff check code tests benchmarks
 
 lock: $(TOOLS_STAMP) ## regenerate the hash-locked requirements/*.txt (LOCK_FLAGS=--upgrade for newer versions)
 	$(LOCK) pyproject.toml -o requirements/tfrecords.txt

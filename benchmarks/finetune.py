@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shadownet.data.charset import Charset  # noqa: E402
-
 import external_datasets  # noqa: E402
+from shadownet.data.charset import Charset  # noqa: E402
 
 # --pretrain-fonts computer-modern: the synthetic lines also in these faces (matplotlib ships them; the
 # small sets use only its DejaVu and STIX faces).

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from conftest import word_records
 from shadownet import cli
 from shadownet.config import TrainConfig
 from shadownet.learn import precision
@@ -13,8 +14,6 @@ from shadownet.learn.budget import Budget, warmup_for
 from shadownet.learn.precision import Hardware
 from shadownet.learn.train import train
 from shadownet.learn.trainer import FLOOR
-
-from conftest import word_records
 
 TINY = dict(model="shadownet_small", batch_size=8, log_every=1, checkpoint_every=1000, warmup_steps=500,
             shuffle_buffer=64, mixed_precision="off", best_metric="loss")

@@ -2,10 +2,9 @@ import json
 
 import pytest
 
+from conftest import REPO, Dataset, run_cli
 from shadownet.data.charset import PRESETS, Charset
 from shadownet.errors import DataError
-
-from conftest import REPO, Dataset, run_cli
 
 
 def write_maps(folder, char_dict, ord_map):

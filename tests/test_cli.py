@@ -7,10 +7,9 @@ import re
 import subprocess
 import sys
 
+from conftest import run_cli
 from shadownet import __version__, tflog
 from shadownet.progress import Progress
-
-from conftest import run_cli
 
 
 def test_help_and_version():

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig
-
 from conftest import Dataset, run_cli, tree_digest, words
+from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig
 
 pytestmark = pytest.mark.slow
 

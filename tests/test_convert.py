@@ -13,10 +13,9 @@ import lmdb
 import numpy as np
 import pytest
 
+from conftest import interrupt, run_cli, start_cli, text_image, tree_digest, words
 from shadownet.data import convert, lmdb_tree
 from shadownet.data.charset import Charset
-
-from conftest import interrupt, run_cli, start_cli, text_image, tree_digest, words
 
 FOLDERS = ("Train", "Validation", "Test")
 

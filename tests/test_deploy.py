@@ -11,10 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from conftest import REPO, run_cli
 from shadownet.cloud import jobs, serving_jobs
 from shadownet.errors import ShadownetError
-
-from conftest import REPO, run_cli
 from test_tuning import _strict  # the CRD schemas validated as the API server does
 
 ROLE = "role=arn:aws:iam::123456789012:role/test"

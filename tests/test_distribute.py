@@ -26,13 +26,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_cli, word_records
 from shadownet.config import TrainConfig, coerce
 from shadownet.learn import ctc, distribute, pipeline
 from shadownet.learn import model as shadownet_model
 from shadownet.learn.run_dir import load_model
 from shadownet.learn.trainer import make_optimizer
-
-from conftest import run_cli, word_records
 
 WEIGHT_ATOL = 1e-4
 LOSS_RTOL = 1e-5

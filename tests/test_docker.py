@@ -19,9 +19,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from shadownet import __version__
-
 from conftest import REPO, run_cli, tree_digest, word_records
+from shadownet import __version__
 
 DOCKER = os.environ.get("DOCKER", "docker")
 PREFIX = os.environ.get("IMAGE_PREFIX", "shadownet")

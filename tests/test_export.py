@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import Dataset, run_cli, text_image, words
 from shadownet.config import TrainConfig
 from shadownet.data.images import ImageGeometry
 from shadownet.data.record_format import IMAGE_ENCODED, IMAGE_SOURCE
@@ -24,8 +25,6 @@ from shadownet.errors import DataError, ShadownetError
 from shadownet.learn import ctc, export, pipeline, predict, read_records, run_dir, train
 from shadownet.learn import model as shadownet_model
 from shadownet.learn.metrics import edit_distance
-
-from conftest import Dataset, run_cli, text_image, words
 
 TOLERANCE = 1e-4
 

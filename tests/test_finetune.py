@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import Dataset, run_cli, words
 from shadownet.config import TrainConfig
 from shadownet.data.charset import Charset
 from shadownet.errors import ShadownetError
 from shadownet.learn import finetune, run_dir
 from shadownet.learn import model as shadownet_model
 from shadownet.learn.finetune import Parent
-
-from conftest import Dataset, run_cli, words
 from test_preemption import start, wait_for_step
 
 TRAIN = ["--batch-size", "4", "--log-every", "1", "--warmup-steps", "2", "--shuffle-buffer", "64"]

@@ -10,11 +10,10 @@ import textwrap
 
 import pytest
 
+from conftest import Dataset, run_cli, tree_digest
 from shadownet.cloud.gcs import READ_ONLY, GcsConfig, GcsReader, GcsUrl, _error, is_gcs
 from shadownet.cloud.storage import Staging, is_remote
 from shadownet.errors import ShadownetError
-
-from conftest import Dataset, run_cli, tree_digest
 from test_export import records_dir, trained_dir  # noqa: F401 (module fixtures: a briefly trained run)
 
 FILES = {

@@ -7,10 +7,9 @@ import re
 
 import pytest
 
+from conftest import REPO, Dataset, run_cli, words
 from shadownet.cloud import jobs
 from shadownet.errors import ShadownetError
-
-from conftest import REPO, Dataset, run_cli, words
 
 
 @pytest.mark.parametrize("platform", jobs.PLATFORMS)

@@ -10,10 +10,9 @@ import cv2
 import lmdb
 import pytest
 
+from conftest import run_cli, text_image, tree_digest, words
 from shadownet.data import record_format
 from shadownet.data.charset import Charset
-
-from conftest import run_cli, text_image, tree_digest, words
 
 SPLITS = ("train", "validation", "test")
 KEEP = object()  # write_env: the num-samples the samples give

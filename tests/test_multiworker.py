@@ -38,11 +38,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import word_records
 from shadownet.data.charset import Charset
 from shadownet.data.record_format import IMAGE_SOURCE
 from shadownet.learn import read_records
-
-from conftest import word_records
 
 PRINTED_LOSS_ATOL = 1.5e-4  # the log prints 4 decimals
 WEIGHT_ATOL = 1e-4
@@ -382,9 +381,8 @@ def test_two_workers_on_s3_records_fetch_each_train_file_once_in_all(s3, bucket,
 @pytest.mark.slow
 def test_a_worker_trains_on_its_first_file_while_the_rest_of_its_share_arrives(s3, bucket, tmp_path_factory,
                                                                                tmp_path):
-    from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig
-
     from s3server import Fault
+    from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig
 
     # Training starts once the records at hand fill its buffers: with batches of 1, 16 x 32 = 512 records
     # (pipeline.WINDOW_BATCHES batches a window, 32 windows shuffled): files of 600 train records.

@@ -11,12 +11,11 @@ import onnxruntime as ort
 import pytest
 import tensorflow as tf
 
+from conftest import run_cli
 from shadownet.errors import DataError, ShadownetError
 from shadownet.learn import export, inference, onnx_model, predict
 from shadownet.learn import model as shadownet_model
 from shadownet.learn.metrics import edit_distance
-
-from conftest import run_cli
 from test_export import (  # noqa: F401  (module-scoped fixtures shared with the SavedModel tests)
     exports,
     lively_dir,

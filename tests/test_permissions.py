@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Dataset, words
 from shadownet.cloud.platforms import detect
 from shadownet.errors import AccessError, ShadownetError, access_error
-
-from conftest import Dataset, words
 
 UNPRIVILEGED = (12345, 12345)
 

@@ -18,14 +18,13 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import run_cli, text_image, words
+from serving import Server, b64, instances
 from shadownet.cloud.platforms import Hosting, hosting
 from shadownet.errors import ShadownetError
 from shadownet.learn import export
 from shadownet.serve import protocols
 from shadownet.serve.batcher import Batcher
-
-from conftest import run_cli, text_image, words
-from serving import Server, b64, instances
 from test_export import lively_dir, records_dir, trained_dir  # noqa: F401 (module fixtures)
 
 STAGES = ("decode", "preprocess", "queue", "model", "text", "total")

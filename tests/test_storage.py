@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from s3server import Fault
 from shadownet.cloud.storage import ObjectStore, S3Url, StorageConfig, is_remote
 from shadownet.errors import ShadownetError
-
-from s3server import Fault
 
 
 def store(s3, **overrides) -> ObjectStore:

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import Dataset, interrupt, run_cli, start_cli, text_image, tree_digest, words
 from shadownet.data import record_format
 from shadownet.data.images import ImageGeometry
 from shadownet.data.write_records import TFRecordsConfig, run
 from shadownet.learn import read_records
-
-from conftest import Dataset, interrupt, run_cli, start_cli, text_image, tree_digest, words
 
 
 def read_split(save_dir, split):

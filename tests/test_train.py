@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_cli, word_records, words
 from shadownet.config import TrainConfig
 from shadownet.errors import ShadownetError
 from shadownet.learn import pipeline
 from shadownet.learn.run_dir import load_model
 from shadownet.learn.train import train
 from shadownet.learn.trainer import Trainer
-
-from conftest import run_cli, word_records, words
 
 TINY = dict(model="shadownet_small", batch_size=8, log_every=2, eval_every=4, checkpoint_every=2,
             warmup_steps=2, shuffle_buffer=64)

@@ -13,10 +13,9 @@ import sys
 import pytest
 import yaml
 
+from conftest import REPO
 from shadownet.cloud import platforms
 from shadownet.errors import ShadownetError
-
-from conftest import REPO
 from test_multiworker import CHILD, finish, logged, records_dir, train_args  # noqa: F401  (records_dir: a fixture)
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shadownet.cloud import hypertune, jobs, platforms, tuning_jobs
-
 from conftest import REPO, run_cli, word_records
+from shadownet.cloud import hypertune, jobs, platforms, tuning_jobs
 
 TRAIN = ("--model", "shadownet_small", "--batch-size", "4", "--log-every", "2", "--eval-every", "2",
          "--checkpoint-every", "2", "--warmup-steps", "1", "--shuffle-buffer", "8", "--mixed-precision", "off",

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import ShadownetError
+from .errors import SettingError, ShadownetError
 from .flags import build_parser
 
 # The commands that import TensorFlow, whose C++ start-up lines are filtered (tflog).
@@ -434,8 +434,9 @@ def main(argv: list[str] | None = None) -> int:
         if error is None:  # a bug: the traceback goes to the log, a short reason to the platform
             write_failure(platform, f"shadownet {args.command}: internal error: {type(exc).__name__}: {exc}")
             raise
-        print(f"shadownet: error: {error}", file=sys.stderr)
-        write_failure(platform, f"shadownet {args.command}: {error}")
+        message = error.flag_message() if isinstance(error, SettingError) else str(error)
+        print(f"shadownet: error: {message}", file=sys.stderr)
+        write_failure(platform, f"shadownet {args.command}: {message}")
         return error.exit_code
     except KeyboardInterrupt:
         print("shadownet: interrupted", file=sys.stderr)

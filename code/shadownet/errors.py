@@ -23,6 +23,20 @@ class DataError(ShadownetError):
     exit_code = 1
 
 
+class SettingError(ShadownetError):
+    """A bad value of one named setting (``workers``, ``on_error``, ...). Core modules know settings, not
+    flags: ``str()`` names the setting; the CLI names the flag that set it (``flag_message``)."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"{setting} {problem}")
+        self.setting = setting
+        self.problem = problem
+
+    def flag_message(self, flag: str | None = None) -> str:
+        """The message with the flag in place of the setting (``--on-error must be ...``)."""
+        return f"{flag or '--' + self.setting.replace('_', '-')} {self.problem}"
+
+
 class AccessError(ShadownetError):
     """A path this process may not read or write: a permission, a read-only mount, a full disk.
 
