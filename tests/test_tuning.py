@@ -82,6 +82,61 @@ def test_vertex_reads_the_hypertune_file(tuned_run):
     assert not list(metric_file.parent.glob(".*partial"))
 
 
+@pytest.fixture(scope="module")
+def exported_trial(records_dir, tmp_path_factory):
+    """A trial as SageMaker and Katib run it: the export dir set, so the job also evaluates the test split."""
+    import os
+
+    root = tmp_path_factory.mktemp("exported-trial")
+    metric_file = root / "hypertune" / "output.metrics"
+    env = dict(os.environ, CLOUD_ML_HP_METRIC_FILE=str(metric_file), CLOUD_ML_TRIAL_ID="8")
+    result = run_cli("train", "--tfrecords-dir", records_dir, "--model-dir", root / "run", "--export-dir",
+                     root / "export", "--train-steps", "4", *TRAIN, env=env, check=True)
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("test") and "word_accuracy=" in line for line in lines)  # the test split's line
+    return lines, metric_file, json.loads((root / "run" / "best.json").read_text())
+
+
+def _validation_line(line: str) -> bool:
+    """An evaluation's line, the best one's, or the summary that names the best validation value."""
+    return re.match(r"(best_)?step=\d+ validation_loss=|trained to step \d+.*; best ", line) is not None
+
+
+def test_with_an_export_sagemaker_reads_only_validation_lines(exported_trial):
+    lines, _, best = exported_trial
+    objectives = [d for d in jobs.METRIC_DEFINITIONS if d["Name"].startswith("validation:")]
+    assert {d["Name"] for d in objectives} == {"validation:loss", "validation:word_accuracy",
+                                                "validation:char_error_rate"}
+    for definition in objectives:  # SageMaker searches each log line with the regex and takes group 1
+        matched = [line for line in lines if re.search(definition["Regex"], line)]
+        assert matched and all(_validation_line(line) for line in matched), (definition, matched)
+    regex = next(d["Regex"] for d in objectives if d["Name"] == "validation:word_accuracy")
+    values = [float(re.search(regex, line).group(1)) for line in lines if re.search(regex, line)]
+    assert values[-1] == pytest.approx(best["word_accuracy"], abs=1e-4)
+    assert any(re.fullmatch(r"test_word_accuracy=[0-9.]+ test_char_error_rate=[0-9.]+", line) for line in lines)
+
+
+def test_with_an_export_katib_reads_only_validation_lines(exported_trial):
+    lines, _, best = exported_trial
+    experiment = _spec("katib")["spec"]["objective"]
+    names = {experiment["objectiveMetricName"], *experiment["additionalMetricNames"]}
+    found: dict[str, list[float]] = {}
+    for line in lines:
+        for match in re.finditer(hypertune.KATIB_FILTER, line):
+            if match.group(1) in names:
+                assert _validation_line(line), f"Katib reads {match.group(1)} from {line!r}"
+                found.setdefault(match.group(1), []).append(float(match.group(2)))
+    assert found["word_accuracy"][-1] == pytest.approx(best["word_accuracy"], abs=1e-4)
+
+
+def test_with_an_export_the_hypertune_file_holds_validation_reports_only(exported_trial):
+    lines, metric_file, best = exported_trial
+    entries = [json.loads(line) for line in metric_file.read_text().splitlines()]
+    evaluated = [int(m.group(1)) for line in lines if (m := re.match(r"step=(\d+) validation_loss=", line))]
+    assert [int(e["global_step"]) for e in entries] == [*evaluated, best["step"]]
+    assert float(entries[-1]["word_accuracy"]) == pytest.approx(best["word_accuracy"])
+
+
 def test_metric_file_keeps_the_newest_hundred_reports(tmp_path):
     times = iter(range(1000))
     metric_file = hypertune.MetricFile(tmp_path / "deep" / "m.metrics", "3", "char_error_rate",
