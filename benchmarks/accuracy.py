@@ -85,7 +85,7 @@ def parity(saved_model: Path, data: Path, report: dict) -> tuple[float, int]:
     samples = [sample for _, sample in AnnotationIndex(data, TEST_FILE)]
     predicted = load(saved_model).predict([(data / s.path).read_bytes() for s in samples])
     correct = differs = 0
-    for sample, result in zip(samples, predicted):
+    for sample, result in zip(samples, predicted, strict=True):
         correct += result["text"] == sample.label
         differs += result["text"] != wrong.get(sample.path, sample.label)
     return round(correct / len(samples), 6), differs

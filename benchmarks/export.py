@@ -96,7 +96,7 @@ def child(variant: str, export_base: Path, records_dir: Path, split: str, limit:
         "batch64_images_per_s": round(throughput, 1),
         "network_batch1_ms_median": round(1000 * statistics.median(network_latency), 2),
         "network_batch64_images_per_s": round(network_throughput, 1),
-        "word_accuracy": round(float(np.mean([t == label for t, label in zip(texts, labels)])), 4),
+        "word_accuracy": round(float(np.mean([t == label for t, label in zip(texts, labels, strict=True)])), 4),
         "texts": texts,
     }
 
@@ -137,7 +137,7 @@ def main() -> None:
     for result in results.values():
         texts = result.pop("texts")
         result["texts_equal_to_savedmodel_float32"] = round(
-            sum(a == b for a, b in zip(texts, reference)) / len(reference), 4)
+            sum(a == b for a, b in zip(texts, reference, strict=True)) / len(reference), 4)
     sizes = {name: (base / "shadownet" / "1" / name).stat().st_size for name in ("model.onnx", "model.int8.onnx")}
     report = {
         "benchmark": "export",

@@ -55,7 +55,7 @@ def original_writer(dataset_dir: Path, save_dir: Path, validation_ratio: float =
 
     def write(path, images, labels, names):
         with tf.io.TFRecordWriter(str(path)) as writer:
-            for image, label, name in zip(images, labels, names):
+            for image, label, name in zip(images, labels, names, strict=True):
                 features = tf.train.Features(feature={
                     "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=label)),
                     "images": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),

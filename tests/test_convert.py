@@ -59,7 +59,7 @@ def lmdb_dataset(root: Path, counts=(10, 3, 4), labels=None, charset: Charset | 
     labels = iter(labels or words(sum(counts), seed=4))
     samples = {}
     n = 0
-    for folder, count in zip(FOLDERS, counts):
+    for folder, count in zip(FOLDERS, counts, strict=True):
         samples[folder] = []
         for _ in range(count):
             label = next(labels)
@@ -94,7 +94,7 @@ def test_lmdb_to_seed_to_lmdb_keeps_every_sample(tmp_path):
     for folder in FOLDERS:
         lines = (seed / folder / "sample.txt").read_text(encoding="utf-8").splitlines()
         assert len(lines) == len(samples[folder])
-        for k, (line, (image, label)) in enumerate(zip(lines, samples[folder]), 1):
+        for k, (line, (image, label)) in enumerate(zip(lines, samples[folder], strict=True), 1):
             path, written = line.split(" ", 1)
             extension = "png" if image.startswith(b"\x89PNG") else "jpg"
             assert path == f"{folder}/images/{k:09d}.{extension}" and written == label

@@ -95,7 +95,7 @@ def training_losses(model_dir, records_dir) -> np.ndarray:
 
 def largest_weight_difference(first_dir, second_dir) -> float:
     first, second = load_model(first_dir, "latest")[0], load_model(second_dir, "latest")[0]
-    return max(float(np.max(np.abs(a - b))) for a, b in zip(first.get_weights(), second.get_weights()))
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(first.get_weights(), second.get_weights(), strict=True))
 
 
 @pytest.fixture(scope="module")

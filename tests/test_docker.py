@@ -399,7 +399,7 @@ def test_onnx_export_and_predict_in_cpu_image_equal_the_savedmodel(generated, cp
     # Six steps leave texts mostly empty; the confidences (from every time step's scores) still differ from
     # image to image, so their agreement compares the two runtimes' outputs, not constants.
     assert len({line["confidence"] for line in saved_lines}) > 1
-    for onnx_line, saved_line in zip(onnx_lines, saved_lines):
+    for onnx_line, saved_line in zip(onnx_lines, saved_lines, strict=True):
         assert onnx_line["text"] == saved_line["text"], (onnx_line, saved_line)
         assert abs(onnx_line["confidence"] - saved_line["confidence"]) <= 1e-3, (onnx_line, saved_line)
 

@@ -168,7 +168,7 @@ def training_results(model_dir: Path, records_dir: Path, split: str) -> dict[str
         logits = model(inputs, training=False)
         lengths = shadownet_model.sequence_lengths(inputs["width"])
         ids, confidence = ctc.greedy(logits, lengths, charset.blank_index)
-        for source, row, conf in zip(targets["source"].numpy(), ids.to_list(), confidence.numpy()):
+        for source, row, conf in zip(targets["source"].numpy(), ids.to_list(), confidence.numpy(), strict=True):
             out[source.decode()] = (charset.decode(row), float(conf))
     return out
 
@@ -204,8 +204,8 @@ def test_bfloat16_export_reads_like_float32(records_dir, lively_dir, exports, tm
     assert len(set(reference)) >= 5
     # The lively model's huge random output weights turn bf16 rounding into flipped near-ties (84-94 % of
     # texts equal over runs); a broken bf16 graph would share almost none.
-    assert np.mean([a == b for a, b in zip(texts, reference)]) >= 0.7, (texts, reference)
-    errors = sum(edit_distance(a, b) for a, b in zip(texts, reference)) / sum(map(len, reference))
+    assert np.mean([a == b for a, b in zip(texts, reference, strict=True)]) >= 0.7, (texts, reference)
+    errors = sum(edit_distance(a, b) for a, b in zip(texts, reference, strict=True)) / sum(map(len, reference))
     assert errors <= 0.1, (texts, reference)
     assert np.abs(confidences - reference_confidences).max() < 0.01
     with pytest.raises(ShadownetError, match="precision must be one of"):
@@ -241,7 +241,7 @@ def test_predict_images_agrees_with_serving(exports, lively_dir):
     assert widths[2] == cv2.imdecode(np.frombuffer(images[2], np.uint8), cv2.IMREAD_COLOR).shape[1]
     assert [w % 4 for w in widths if w % 4]  # widths off the model's stride of 4 are covered
     canvas = max(widths)
-    batch = tf.stack([pipeline.decode_resize(d, w, canvas) for d, w in zip(images, widths)])
+    batch = tf.stack([pipeline.decode_resize(d, w, canvas) for d, w in zip(images, widths, strict=True)])
     batch = tf.cast(batch, tf.float32) / 127.5 - 1.0
     signatures = loaded(exports["lively"]).signatures
     by_images = signatures["predict_images"](images=batch, widths=tf.constant(widths, tf.int32))

@@ -51,7 +51,8 @@ def test_the_output_layer_is_rebuilt_by_character_and_the_rest_copied():
     assert np.isclose(bias[1], old_bias[:4].mean() - 1.0)
     for layer in model.layers:
         if layer.weights and layer.name != "logits":
-            for mine, theirs in zip(layer.get_weights(), parent.model.get_layer(layer.name).get_weights()):
+            theirs_all = parent.model.get_layer(layer.name).get_weights()
+            for mine, theirs in zip(layer.get_weights(), theirs_all, strict=True):
                 assert np.array_equal(mine, theirs), layer.name
 
 
@@ -172,7 +173,7 @@ def test_freeze_conv_leaves_the_convolutions_bit_identical(parent_run, tmp_path)
 
     def same(name: str) -> bool:
         return all(np.array_equal(x, y) for x, y in zip(before.get_layer(name).get_weights(),
-                                                        after.get_layer(name).get_weights()))
+                                                        after.get_layer(name).get_weights(), strict=True))
 
     conv = [layer.name for layer in before.layers if layer.name.startswith(("conv", "bn"))]
     assert len(conv) == 9 and all(same(name) for name in conv)  # batch-norm statistics included

@@ -68,7 +68,7 @@ def mjsynth_tree(root: Path, counts=(8, 3, 3), seed: int = 0) -> dict[str, list[
     root.mkdir(parents=True, exist_ok=True)
     lexicon = sorted(set(words(40, seed=seed)))
     samples, n = {}, 0
-    for split, count in zip(SPLITS, counts):
+    for split, count in zip(SPLITS, counts, strict=True):
         lines, samples[split] = [], []
         for _ in range(count):
             index = (n * 7) % len(lexicon)

@@ -109,8 +109,8 @@ def test_int8_agrees_on_most_texts(onnx_export, records_dir):  # noqa: F811
     # The lively model's huge random output weights make near-ties everywhere, the worst case for int8
     # rounding (44-51 % of texts equal, 12 % of characters differ); a broken quantised graph would share
     # almost no text. benchmarks/export.py measures a trained model: there they agree on 99.9 %.
-    agreement = np.mean([a == b for a, b in zip(texts, reference)])
-    errors = sum(edit_distance(a, b) for a, b in zip(texts, reference)) / sum(map(len, reference))
+    agreement = np.mean([a == b for a, b in zip(texts, reference, strict=True)])
+    errors = sum(edit_distance(a, b) for a, b in zip(texts, reference, strict=True)) / sum(map(len, reference))
     assert agreement >= 0.35 and errors <= 0.2, (agreement, errors, texts, reference)
     assert (onnx_export / "model.int8.onnx").stat().st_size < 0.5 * (onnx_export / "model.onnx").stat().st_size
 

@@ -106,7 +106,7 @@ def test_every_contract_answers_as_predict(server, images, expected):
     status, body = server.post_json("/v2/models/shadownet/infer", v2)
     assert status == 200 and body["id"] == "r1" and body["model_name"] == "shadownet"
     texts, confidences = ({o["name"]: o["data"] for o in body["outputs"]}[k] for k in ("text", "confidence"))
-    assert_same([{"text": t, "confidence": c} for t, c in zip(texts, confidences)], expected)
+    assert_same([{"text": t, "confidence": c} for t, c in zip(texts, confidences, strict=True)], expected)
 
     header = json.dumps({"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [len(data)],
                                      "parameters": {"binary_data_size": sum(4 + len(d) for d in data)}}],

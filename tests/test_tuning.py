@@ -72,7 +72,7 @@ def test_vertex_reads_the_hypertune_file(tuned_run):
     entries = [json.loads(line) for line in text.splitlines()]
     evaluated = [int(m.group(1)) for line in lines if (m := re.match(r"step=(\d+) validation_loss=", line))]
     assert len(entries) == len(evaluated) + 1  # every evaluation, then the best once more
-    for entry, line in zip(entries, text.splitlines()):
+    for entry, line in zip(entries, text.splitlines(), strict=True):
         assert set(entry) == {"timestamp", "trial", "word_accuracy", "global_step", "checkpoint_path"}
         assert line == json.dumps(entry, sort_keys=True)  # cloudml-hypertune's own serialisation
         assert entry["trial"] == "7" and all(isinstance(entry[k], str) for k in ("word_accuracy", "global_step"))
