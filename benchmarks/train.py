@@ -46,7 +46,8 @@ def child(kind: str, work: Path, option: str) -> dict:
 
         config = TrainConfig(model="shadownet", input_mode="fixed", batch_size=64, mixed_precision=option,
                              augment=False)
-        trainer = Trainer(config, read_records.charset_of(read_records.read_manifest(records_dir)), work / f"m-{option}")
+        charset = read_records.charset_of(read_records.read_manifest(records_dir))
+        trainer = Trainer(config, charset, work / f"m-{option}")
         batches = [b for b in pipeline.train_dataset(records_dir, config).take(4)]
         for inputs, targets in batches[:2]:  # trace and warm up
             trainer.train_step(inputs, targets)

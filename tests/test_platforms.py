@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest
 
 from shadownet import config as shadownet_config
-from shadownet.cloud.platforms import Platform, detect, gcs_path, pick, write_failure
+from shadownet.cloud.platforms import (
+    Cluster,
+    Platform,
+    cluster,
+    detect,
+    gcs_path,
+    parse_tf_config,
+    parse_vertex_cluster_spec,
+    pick,
+    sagemaker_cluster,
+    write_failure,
+)
 from shadownet.errors import ShadownetError
 
 
@@ -120,21 +131,14 @@ def test_precedence_flags_over_platform_over_config_file_over_defaults(tmp_path)
     config_file = tmp_path / "train.yaml"
     config_file.write_text("batch_size: 16\ntrain_steps: 100\nlearning_rate: 0.01\n")
     platform = detect({}, sagemaker_tree(tmp_path, {"train_steps": "200", "learning_rate": '"0.02"'}))
-    config = shadownet_config.load(config_file, {"learning_rate": "0.03"}, platform.settings, "sagemaker hyperparameters")
+    config = shadownet_config.load(config_file, {"learning_rate": "0.03"}, platform.settings,
+                                   "sagemaker hyperparameters")
     assert (config.batch_size, config.train_steps, config.learning_rate, config.warmup_steps) == (16, 200, 0.03, 500)
     with pytest.raises(ShadownetError, match=r"unknown setting 'colour' in sagemaker hyperparameters"):
         shadownet_config.load(None, {}, {"colour": "blue"}, "sagemaker hyperparameters")
 
 
 # -- several training machines: TF_CONFIG, Vertex AI's CLUSTER_SPEC, SageMaker's hosts --------------------------
-
-from shadownet.cloud.platforms import (
-    Cluster,
-    cluster,
-    parse_tf_config,
-    parse_vertex_cluster_spec,
-    sagemaker_cluster,
-)
 
 
 def test_kubeflow_tf_config_without_a_chief_makes_worker_0_the_chief():

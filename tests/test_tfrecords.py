@@ -299,7 +299,8 @@ def test_shard_flags_are_checked(tmp_path, good_dataset):
         return result.stderr.strip().splitlines()[-1]
 
     assert error("--shard-index", "0") == "shadownet: error: --shard-index needs --num-shards"
-    assert error("--num-shards", "3", "--shard-index", "3") == "shadownet: error: --shard-index must be in [0, 3), not 3"
+    assert error("--num-shards", "3", "--shard-index", "3") == (
+        "shadownet: error: --shard-index must be in [0, 3), not 3")
     assert error("--num-shards", "3") == (
         "shadownet: error: --num-shards needs --shard-index (or JOB_COMPLETION_INDEX, as an Indexed Job sets it)")
     assert error("--num-shards", "3", "--shards", "2", "--shard-index", "0") == (

@@ -50,8 +50,8 @@ def test_resume_finishes_at_exactly_the_configured_step(tmp_path, records_dir):
     second = train(TrainConfig(**TINY, train_steps=7), records_dir, model_dir, log=lines.append)
     assert second.step == 7
     assert lines[0].startswith("resumed from") and "step 4" in lines[0]
-    assert [int(re.search(r"step=(\d+)", l).group(1)) for l in lines if l.startswith("step=") and "loss=" in l
-            and "validation" not in l] == [6, 7]
+    assert [int(re.search(r"step=(\d+)", line).group(1)) for line in lines
+            if line.startswith("step=") and "loss=" in line and "validation" not in line] == [6, 7]
     assert steps_of(model_dir) == [4, 6, 7]  # keep_checkpoints=3 of 2, 4, 6, 7
 
     # The resumed run started from the trained weights and optimizer state, not from scratch.

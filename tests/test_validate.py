@@ -15,8 +15,10 @@ BROKEN = {
     "invalid_utf8": lambda ds: ds.add("Train", "bad/latin1.jpg cafLATIN1"),
     "path_outside_dataset": lambda ds: ds.add("Train", "../outside.jpg abc"),
     "image_missing": lambda ds: ds.add("Train", "/bad/missing.jpg abc"),
-    "image_unreadable": lambda ds: ((ds.root / "bad" / "dir.jpg").mkdir(parents=True), ds.add("Train", "bad/dir.jpg abc")),
-    "image_corrupt": lambda ds: (_write(ds, "bad/noise.jpg", b"this is not an image"), ds.add("Train", "bad/noise.jpg abc")),
+    "image_unreadable": lambda ds: ((ds.root / "bad" / "dir.jpg").mkdir(parents=True),
+                                    ds.add("Train", "bad/dir.jpg abc")),
+    "image_corrupt": lambda ds: (_write(ds, "bad/noise.jpg", b"this is not an image"),
+                                 ds.add("Train", "bad/noise.jpg abc")),
     "truncated": lambda ds: (_truncated(ds, "bad/cut.jpg"), ds.add("Train", "bad/cut.jpg abc")),
     "duplicate": lambda ds: ds.add("Train", "/img/0.jpg other"),
     "duplicate_across_splits": lambda ds: ds.add("Test", "img/1.jpg again"),
@@ -27,7 +29,8 @@ BROKEN = {
     "label_too_long_repeats": lambda ds: (_write(ds, "bad/tiny.jpg", _jpeg(text_image("x", 32)[:, :8])),
                                           ds.add("Train", "bad/tiny.jpg aa")),
 }
-CODE = {"truncated": "image_corrupt", "duplicate_across_splits": "duplicate", "label_too_long_repeats": "label_too_long"}
+CODE = {"truncated": "image_corrupt", "duplicate_across_splits": "duplicate",
+        "label_too_long_repeats": "label_too_long"}
 
 
 def _jpeg(image):
