@@ -127,7 +127,7 @@ class AnnotationIndex:
     def __iter__(self) -> Iterator[tuple[int, Sample | LineError]]:
         """All lines in file order: ``(i, Sample)`` or ``(i, LineError)``."""
         with open(self.path, "rb") as handle:
-            for i, (offset, line) in enumerate(zip(self.offsets.tolist(), self.line_numbers.tolist())):
+            for i, (offset, line) in enumerate(zip(self.offsets.tolist(), self.line_numbers.tolist(), strict=True)):
                 try:
                     yield i, read_sample(handle, self.name, offset, line)
                 except LineError as exc:

@@ -136,7 +136,7 @@ class Charset:
     def to_json(self) -> tuple[str, str]:
         """The text of ``char_dict.json`` and ``ord_map.json`` (2018 format, deterministic order)."""
         ords = [str(ord(c)) for c in self.characters]
-        char_dict = {o: c for o, c in sorted(zip(ords, self.characters), key=lambda kv: int(kv[0]))}
+        char_dict = {o: c for o, c in sorted(zip(ords, self.characters, strict=True), key=lambda kv: int(kv[0]))}
         ord_map = {str(i): o for i, o in enumerate(ords)}
         dump = lambda obj: json.dumps(obj, ensure_ascii=False, indent=2) + "\n"  # noqa: E731
         return dump(char_dict), dump(ord_map)
@@ -149,27 +149,28 @@ class Charset:
         write_text_atomic(directory / ORD_MAP_FILE, ord_map_text)
 
 
-def of_dataset(dataset_dir: Path) -> Charset:
-    """The dataset's charset JSONs; when they are missing, the message says how to write them."""
+def of_dataset(dataset_dir: Path, source: Path | None = None) -> Charset:
+    """The dataset's charset JSONs; when they are missing, the message says how to write them (``source``: the
+    dataset as ``--dataset-dir`` named it, when not its folder: a CSV file)."""
     if not (dataset_dir / CHAR_DICT_FILE).exists():
         raise DataError(f"{dataset_dir / CHAR_DICT_FILE}: file not found (write the charset with: shadownet "
-                        f"charset build --dataset-dir {dataset_dir}, or charset preset)")
+                        f"charset build --dataset-dir {source or dataset_dir}, or charset preset)")
     return Charset.load(dataset_dir)
 
 
-def from_labels(dataset_dir: Path, case: str = "keep", layout: str | None = None) -> Charset:
+def from_labels(dataset_dir: Path, case: str = "keep", layout: str | None = None, csv_delimiter: str = ";") -> Charset:
     """Every character of a dataset's labels (any layout, every split), in sorted order (``case="lower"``:
-    lowercased). ``layout``: one of ``choices.LAYOUTS``, or None to find it from the folder."""
+    lowercased). ``layout``: one of ``layouts.LAYOUTS``, or None to find it from the folder."""
     from .annotations import LineError
-    from .layouts import detect, iter_samples, location
+    from .layouts import LayoutOptions, detect, iter_samples, location
 
-    found = detect(Path(dataset_dir), layout)
+    found = detect(Path(dataset_dir), layout, LayoutOptions(csv_delimiter))
     chars: set[str] = set()
     for part in found.parts:
         offsets, lines = found.index(part)
-        for line, item in zip(lines.tolist(), iter_samples(found, part, offsets, lines)):
+        for line, item in zip(lines.tolist(), iter_samples(found, part, offsets, lines), strict=True):
             if isinstance(item, LineError):
-                raise DataError(f"{Path(dataset_dir) / location(part.name, line)}: {item}")
+                raise DataError(f"{found.dataset_dir / location(part.name, line)}: {item}")
             chars.update(item.label.lower() if case == "lower" else item.label)
     if not chars:
         raise DataError(f"{dataset_dir}: no labels found to build a charset from")

@@ -6,9 +6,9 @@ order -> samples appended to the new layout under ``.OUT.partial`` -> charset JS
 split when it has one, test); images are stored as their original bytes, labels as written (the case
 policy only decides what passes validation). Nothing exists under ``OUT`` until the whole run succeeded.
 
-Written layouts: ``lmdb`` gives ``OUT/Train``, ``OUT/Test`` (``OUT/Validation``) environments with the
-keys of ``lmdb_tree``; ``seed`` gives ``OUT/Train/sample.txt`` with images in ``OUT/Train/images/``
-(numbered from 1), and the same for Test (and Validation).
+Written layouts (those whose declaration has a ``writer``): ``lmdb`` gives ``OUT/Train``, ``OUT/Test``
+(``OUT/Validation``) environments with the keys of ``lmdb_tree``; ``seed`` gives ``OUT/Train/sample.txt`` with
+images in ``OUT/Train/images/`` (numbered from 1), and the same for Test (and Validation).
 """
 
 from __future__ import annotations
@@ -20,16 +20,15 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..choices import CONVERT_TARGETS, ERROR_POLICIES, SPLITS
-from ..errors import DataError, ShadownetError
+from ..choices import ERROR_POLICIES, SPLITS
+from ..errors import DataError, SettingError, ShadownetError
 from ..fileio import partial_name
 from ..parallel import default_workers, ordered_map
 from ..progress import Progress
 from .annotations import LineError
 from .charset import of_dataset
 from .images import ImageError, ImageGeometry
-from .layouts import Layout, detect
-from .lmdb_tree import LmdbWriter
+from .layouts import CONVERT_TARGETS, REGISTRY, Layout, LayoutOptions, detect
 from .splits import chunk_samples, chunks, rows_of
 from .validate import LabelPolicy, Problem, check_image, scan_annotations, summary, write_report
 
@@ -48,23 +47,25 @@ class ConvertConfig:
     report: Path | None = None
     source: str | None = None  # the dataset as the user named it
     layout: str | None = None
+    csv_delimiter: str = ";"  # the csv layout's column separator
 
     def __post_init__(self) -> None:
         if self.to not in CONVERT_TARGETS:
-            raise ShadownetError(f"--to must be one of {', '.join(CONVERT_TARGETS)}, not {self.to!r}")
+            raise SettingError("to", f"must be one of {', '.join(CONVERT_TARGETS)}, not {self.to!r}")
         if self.on_error not in ERROR_POLICIES:
-            raise ShadownetError(f"--on-error must be one of {', '.join(ERROR_POLICIES)}, not {self.on_error!r}")
+            raise SettingError("on_error", f"must be one of {', '.join(ERROR_POLICIES)}, not {self.on_error!r}")
         if self.workers < 1:
-            raise ShadownetError(f"--workers must be at least 1, not {self.workers}")
+            raise SettingError("workers", f"must be at least 1, not {self.workers}")
+        LayoutOptions(self.csv_delimiter)  # SettingError when it is not one character
 
 
 def run(config: ConvertConfig) -> dict:
     """Convert; returns ``{"layout", "to", "counts", "skipped"}``. DataError when problems stop it."""
     dataset_dir, out = Path(config.dataset_dir), Path(config.out)
-    layout = detect(dataset_dir, config.layout)
+    layout = detect(dataset_dir, config.layout, LayoutOptions(config.csv_delimiter))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ShadownetError(f"{out}: exists and is not an empty folder; convert writes a new one")
-    charset = of_dataset(dataset_dir)
+    charset = of_dataset(layout.dataset_dir, dataset_dir)  # beside the samples (the folder of a single CSV file)
     policy = LabelPolicy.resolve(charset, config.case, config.geometry)
     scan = scan_annotations(layout, policy)
     problems = list(scan.problems)
@@ -82,7 +83,7 @@ def run(config: ConvertConfig) -> dict:
     staging = partial_name(out)
     shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
     staging.mkdir(parents=True)
-    writers = {role: _writer(config.to, staging, FOLDERS[role]) for role in roles}
+    writers = {role: REGISTRY[config.to].writer(staging, FOLDERS[role]) for role in roles}
     progress = Progress(sum(stop for _, stop in blocks.values()), "convert")
     worker = functools.partial(_check_chunk, layout, policy, config.to)
     try:
@@ -128,43 +129,6 @@ def _check_chunk(layout: Layout, policy: LabelPolicy, to: str, chunk):
             continue
         out.append((data, sample.label))
     return chunk.split, chunk.start, out
-
-
-def _writer(to: str, root: Path, folder: str):
-    return LmdbWriter(root / folder) if to == "lmdb" else SeedWriter(root, folder)
-
-
-class SeedWriter:
-    """``FOLDER/sample.txt`` and ``FOLDER/images/000000001.jpg`` ...; paths in sample.txt are relative to root."""
-
-    def __init__(self, root: Path, folder: str):
-        self.root, self.folder, self.count = root, folder, 0
-        (root / folder / "images").mkdir(parents=True)
-        self.lines = open(root / folder / "sample.txt", "w", encoding="utf-8", newline="\n")  # noqa: SIM115
-
-    def add(self, image: bytes, label: str) -> None:
-        self.count += 1
-        relative = f"{self.folder}/images/{self.count:09d}.{extension(image)}"
-        (self.root / relative).write_bytes(image)
-        # A label with a tab needs the tab-separated form (the first tab splits); any other, a space.
-        self.lines.write(f"{relative}{chr(9) if chr(9) in label else ' '}{label}\n")
-
-    def close(self) -> None:
-        self.lines.close()
-
-    def abort(self) -> None:
-        self.lines.close()
-
-
-def extension(data: bytes) -> str:
-    """The file name extension of encoded image bytes (what decodes them does not depend on it)."""
-    for magic, ext in ((b"\xff\xd8", "jpg"), (b"\x89PNG", "png"), (b"BM", "bmp"), (b"GIF8", "gif"),
-                       (b"II*\x00", "tif"), (b"MM\x00*", "tif")):
-        if data.startswith(magic):
-            return ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "img"
 
 
 def _report(config: ConvertConfig, counts: dict, problems: list[Problem]) -> None:

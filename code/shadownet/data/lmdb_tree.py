@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import DataError
 from .annotations import LineError, Sample
-from .layouts import Layout, Part
+from .images import ImageError
+from .layout_base import Layout, LayoutOptions, Part
 
 DATA_FILE = "data.mdb"
 NUM_SAMPLES = b"num-samples"
@@ -61,6 +62,12 @@ def open_env(path: Path, name: str):
 
 class LmdbLayout(Layout):
     kind = "lmdb"
+    rank = 20
+    unit = "samples"
+
+    @staticmethod
+    def writer(root: Path, folder: str) -> "LmdbWriter":
+        return LmdbWriter(root / folder)
 
     @staticmethod
     def present(dataset_dir: Path) -> bool:
@@ -68,7 +75,7 @@ class LmdbLayout(Layout):
                    for folder in ROLES)
 
     @classmethod
-    def find(cls, dataset_dir: Path) -> "LmdbLayout":
+    def find(cls, dataset_dir: Path, options: LayoutOptions | None = None) -> "LmdbLayout":
         dataset_dir = Path(dataset_dir)
         parts = []
         for role in ("train", "validation", "test"):
@@ -79,7 +86,7 @@ class LmdbLayout(Layout):
         if not any(part.role == "train" for part in parts):
             raise DataError(f"{dataset_dir}: no LMDB environment (a folder with {DATA_FILE}) under Train/ or "
                             "training/")
-        return cls(dataset_dir, parts)
+        return cls(dataset_dir, parts, options)
 
     def _env(self, part: Part):
         return open_env((self.dataset_dir / part.name).parent, str(self.dataset_dir / part.name))
@@ -158,8 +165,6 @@ class LmdbReader:
         return Sample(self.name, line, f"{self.name}#{offset}", label)
 
     def image(self, sample: Sample) -> bytes:
-        from .images import ImageError
-
         index = sample.line
         self._count_read()
         data = self.txn.get(image_key(index))

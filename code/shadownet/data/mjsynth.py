@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .annotations import AnnotationIndex, LineError, Sample, normalize_path
-from .layouts import Layout, Part, read_image_file, sha256_file
+from .layout_base import Layout, LayoutOptions, Part, read_image_file, sha256_file
 
 ANNOTATIONS = (("annotation_train.txt", "train"), ("annotation_val.txt", "validation"),
                ("annotation_test.txt", "test"))
@@ -23,17 +23,18 @@ LEXICON = "lexicon.txt"
 
 class MJSynthLayout(Layout):
     kind = "mjsynth"
+    rank = 30
 
     @staticmethod
     def present(dataset_dir: Path) -> bool:
         return any((Path(dataset_dir) / name).is_file() for name, _ in ANNOTATIONS)
 
     @classmethod
-    def find(cls, dataset_dir: Path) -> "MJSynthLayout":
+    def find(cls, dataset_dir: Path, options: LayoutOptions | None = None) -> "MJSynthLayout":
         parts = [Part(name, role) for name, role in ANNOTATIONS if (Path(dataset_dir) / name).is_file()]
         if not parts:
             raise DataError(f"{dataset_dir}: no MJSynth annotation file ({', '.join(n for n, _ in ANNOTATIONS)})")
-        return cls(dataset_dir, parts)
+        return cls(dataset_dir, parts, options)
 
     def index(self, part):
         index = AnnotationIndex(self.dataset_dir, part.name)

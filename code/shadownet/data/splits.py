@@ -13,7 +13,7 @@ import numpy as np
 
 from ..choices import SPLITS
 from .annotations import Sample
-from .layouts import Layout
+from .layout_base import Layout
 
 CHUNK_SIZE = 64
 
@@ -76,8 +76,9 @@ def chunks(scan, plan: dict[str, Rows], blocks: dict[str, tuple[int, int]]) -> I
         first, stop = blocks[split]
         for start in range(first, stop, CHUNK_SIZE):
             selected = rows.take(slice(start, min(start + CHUNK_SIZE, stop)))
-            offsets = np.array([scan.offsets[p][r] for p, r in zip(selected.parts, selected.rows)], np.int64)
-            lines = np.array([scan.lines[p][r] for p, r in zip(selected.parts, selected.rows)], np.int32)
+            where = list(zip(selected.parts, selected.rows, strict=True))
+            offsets = np.array([scan.offsets[p][r] for p, r in where], np.int64)
+            lines = np.array([scan.lines[p][r] for p, r in where], np.int32)
             yield Chunk(split, start, selected.parts, offsets, lines)
 
 
@@ -103,6 +104,6 @@ class Readers:
 def chunk_samples(layout: Layout, chunk: Chunk) -> Iterator[tuple[object, Sample]]:
     """Worker side: ``(reader of its part, sample)`` for each position of a chunk, in order."""
     with Readers(layout) as readers:
-        for p, offset, line in zip(chunk.parts.tolist(), chunk.offsets.tolist(), chunk.lines.tolist()):
+        for p, offset, line in zip(chunk.parts.tolist(), chunk.offsets.tolist(), chunk.lines.tolist(), strict=True):
             reader = readers[p]
             yield reader, reader.sample(offset, line)

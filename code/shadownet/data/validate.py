@@ -25,7 +25,7 @@ from ..fileio import write_text_atomic
 from .annotations import LineError, Sample
 from .charset import Charset
 from .images import ImageError, ImageGeometry, ctc_min_steps, decode, time_steps
-from .layouts import Layout, iter_samples, location
+from .layout_base import Layout, iter_samples, location
 
 SHOWN_PROBLEMS = 5
 
@@ -107,14 +107,14 @@ class Scan:
     problems: list[Problem] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        unit = {True: "samples", False: "lines"}
-        return {part.name: {unit[part.name.endswith(".mdb")]: len(offsets)}
-                for part, offsets in zip(self.layout.parts, self.offsets)}
+        return {part.name: {self.layout.unit: len(offsets)}
+                for part, offsets in zip(self.layout.parts, self.offsets, strict=True)}
 
     def sort(self, problems: list[Problem]) -> None:
-        """Problems in part order, then line (or sample) order."""
+        """Problems in part order, then line (or sample) order; those named by their own file (line 0: the
+        named layout's images) by file name."""
         order = {part.name: i for i, part in enumerate(self.layout.parts)}
-        problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
+        problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line, p.file))
 
 
 def scan_annotations(layout: Layout, policy: LabelPolicy) -> Scan:
@@ -137,7 +137,7 @@ def scan_annotations(layout: Layout, policy: LabelPolicy) -> Scan:
             try:
                 policy.encode(item)
             except LineError as exc:
-                scan.problems.append(Problem(part.name, item.line, exc.code, str(exc), item.path))
+                scan.problems.append(Problem(item.file, item.line, exc.code, str(exc), item.path))
                 continue
             usable[i] = True
             part_digests[i] = int.from_bytes(hashlib.blake2b(item.path.encode(), digest_size=8).digest(), "little")
@@ -159,7 +159,8 @@ def _read(scan: Scan, p: int, i: int) -> Sample:
 def _mark_duplicates(scan: Scan, part_digests: list[np.ndarray]) -> list[Problem]:
     """Every repeat of an image path after its first occurrence (in part order) is a problem."""
     rows = [np.nonzero(usable)[0] for usable in scan.usable]
-    digests = np.concatenate([d[r] for d, r in zip(part_digests, rows)]) if rows else np.zeros(0, np.uint64)
+    digests = (np.concatenate([d[r] for d, r in zip(part_digests, rows, strict=True)]) if rows
+               else np.zeros(0, np.uint64))
     owner_part = np.concatenate([np.full(len(r), p, np.int32) for p, r in enumerate(rows)]) if rows else []
     owner_row = np.concatenate(rows) if rows else []
     order = np.argsort(digests, kind="stable")

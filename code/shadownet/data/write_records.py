@@ -1,4 +1,4 @@
-"""``shadownet tfrecords``: a dataset (seed, LMDB or MJSynth layout) -> validated, sharded TFRecords + manifest.
+"""``shadownet tfrecords``: a dataset (any layout of ``layouts``) -> validated, sharded TFRecords + manifest.
 
 Flow: the layout found (``layouts.detect``) -> text checks over each of its parts -> seeded split of
 train into train/validation (unless the dataset has a validation split) -> image checks and encoding
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..choices import ERROR_POLICIES, SPLITS
-from ..errors import DataError, ShadownetError
+from ..errors import DataError, SettingError, ShadownetError
 from ..fileio import PARTIAL_SUFFIX, partial_name, write_text_atomic
 from ..parallel import default_workers, ordered_map
 from ..progress import Progress
@@ -34,7 +34,7 @@ from .annotations import LineError
 from .charset import Charset
 from .charset import of_dataset as charset_of_dataset
 from .images import ImageError, ImageGeometry, normalize
-from .layouts import Layout, detect
+from .layouts import Layout, LayoutOptions, detect
 from .record_format import (
     MANIFEST_FILE,
     SCHEMA_VERSION,
@@ -67,19 +67,21 @@ class TFRecordsConfig:
     report: Path | None = None
     source: str | None = None  # the dataset as the user named it (an s3:// URL staged locally); default dataset_dir
     shard_index: int | None = None  # write only this shard of every split (one machine of several)
-    layout: str | None = None  # one of choices.LAYOUTS; None: found from what the folder holds
+    layout: str | None = None  # one of layouts.LAYOUTS; None: found from what the folder holds
+    csv_delimiter: str = ";"  # the csv layout's column separator
 
     def __post_init__(self) -> None:
         if self.on_error not in ERROR_POLICIES:
-            raise ShadownetError(f"--on-error must be one of {', '.join(ERROR_POLICIES)}, not {self.on_error!r}")
+            raise SettingError("on_error", f"must be one of {', '.join(ERROR_POLICIES)}, not {self.on_error!r}")
         if self.shards < 1:
-            raise ShadownetError(f"--shards must be at least 1, not {self.shards}")
+            raise SettingError("shards", f"must be at least 1, not {self.shards}")
         if self.shard_index is not None and not 0 <= self.shard_index < self.shards:
-            raise ShadownetError(f"--shard-index must be in [0, {self.shards}), not {self.shard_index}")
+            raise SettingError("shard_index", f"must be in [0, {self.shards}), not {self.shard_index}")
         if self.workers < 1:
-            raise ShadownetError(f"--workers must be at least 1, not {self.workers}")
+            raise SettingError("workers", f"must be at least 1, not {self.workers}")
         if not 0.0 <= self.validation_ratio < 1.0:
-            raise ShadownetError(f"--validation-ratio must be in [0, 1), not {self.validation_ratio}")
+            raise SettingError("validation_ratio", f"must be in [0, 1), not {self.validation_ratio}")
+        LayoutOptions(self.csv_delimiter)  # SettingError when it is not one character
 
 
 def shard_of(position: int, count: int, shards: int) -> int:
@@ -100,8 +102,9 @@ def run(config: TFRecordsConfig) -> dict:
     Raises DataError when problems were found and ``on_error == "error"``.
     """
     dataset_dir = Path(config.dataset_dir)
-    layout = detect(dataset_dir, config.layout)
-    charset = charset_of_dataset(dataset_dir)
+    layout = detect(dataset_dir, config.layout, LayoutOptions(config.csv_delimiter))
+    # Beside the samples: in the dataset folder, or in the folder of a single CSV file.
+    charset = charset_of_dataset(layout.dataset_dir, dataset_dir)
     policy = LabelPolicy.resolve(charset, config.case, config.geometry)
     scan = scan_annotations(layout, policy)
     problems = list(scan.problems)
