@@ -30,7 +30,4 @@ EXPORT_PRECISIONS = ("float32", "bfloat16")
 EXPORT_FORMATS = ("savedmodel", "onnx")  # `export --format`, comma-separated
 QUANTIZATIONS = ("none", "int8")  # `export --quantize` (ONNX)
 
-# -- platforms (cloud/): what `jobs render` and `submit` take
-PLATFORMS = ("sagemaker", "vertex", "kubeflow", "uai", "k8s-tfrecords", "sagemaker-tuning", "vertex-tuning", "katib",
-             "kubeflow-training-runtime", "kubeflow-trainjob",
-             "sagemaker-endpoint", "vertex-model", "kserve")  # deployment: cloud/serving_jobs.py
+# -- platforms (cloud/): what `jobs render` and `submit` take are the names of cloud/registry.py's declarations

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from . import __version__, choices
-from .cloud.platforms import UAI_FLAGS
+from .cloud.platforms import SERVING_PORT, UAI_FLAGS
 
 DESCRIPTION = """\
 Train CRNN (ShadowNet) text-line recognizers: a dataset of images and labels in, TFRecords, a trained
@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the platform's: /opt/ml/model, AIP_STORAGE_URI, /mnt/models)")
     _storage(serve)
     serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=_positive(int), help="default: AIP_HTTP_PORT, SAGEMAKER_BIND_TO_PORT, else 8080")
+    serve.add_argument("--port", type=_positive(int),
+                       help=f"default: AIP_HTTP_PORT, SAGEMAKER_BIND_TO_PORT, else {SERVING_PORT}")
     serve.add_argument("--workers", type=_positive(int), help="server processes, each with the model "
                                                    "(default: SAGEMAKER_MODEL_SERVER_WORKERS, else 1)")
     serve.add_argument("--max-batch", type=_positive(int), default=64,
@@ -230,9 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = command("jobs", "job specs for SageMaker, Vertex AI, Kubeflow, UAI Train, Kubernetes")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     from .cloud.jobs import DEFAULTS
+    from .cloud.registry import PLATFORMS
 
     render = command("render", "print a job spec filled with --set values, checked", jobs_commands)
-    render.add_argument("--platform", required=True, choices=choices.PLATFORMS)
+    render.add_argument("--platform", required=True, choices=tuple(PLATFORMS))
     render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help=f"{', '.join(DEFAULTS)}, or hp.<setting> (repeatable; the settings start from "
                              "configs/cloud.yaml)")
@@ -241,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images.json of `make push`: the pushed images, pinned by digest, for the image fields")
 
     submit = command("submit", "submit a rendered job spec; follow a SageMaker job to its end")
-    submit.add_argument("--platform", required=True, choices=choices.PLATFORMS)
+    submit.add_argument("--platform", required=True, choices=tuple(PLATFORMS))
     submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for jobs render")
     submit.add_argument("--images", type=Path, metavar="FILE", help="as for jobs render")
     submit.add_argument("--no-wait", dest="wait", action="store_false", help="SageMaker: return once submitted")

@@ -391,6 +391,9 @@ class Hosting:
     predict_routes: tuple[str, ...] = ()
 
 
+# The port `shadownet serve` listens on where neither --port nor the platform (AIP_HTTP_PORT,
+# SAGEMAKER_BIND_TO_PORT) names one; the deployment specs (serving_jobs) expose and probe it.
+SERVING_PORT = 8080
 SAGEMAKER_MODEL = "opt/ml/model"  # where SageMaker hosting unpacks the model archive
 KSERVE_MODEL = "mnt/models"  # where KServe's storage initializer puts storageUri
 

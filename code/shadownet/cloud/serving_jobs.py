@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 
 from ..errors import ShadownetError
-from . import jobs
+from . import specs, training_jobs
+from .platforms import SERVING_PORT
 
 MODEL_NAME = "shadownet"  # the export's name (export.py), which the routes below carry
-PORT = 8080
 HEALTH_ROUTE = f"/v1/models/{MODEL_NAME}"
 PREDICT_ROUTE = f"/v1/models/{MODEL_NAME}:predict"
 KSERVE_CONTAINER = "kserve-container"  # the name KServe looks for in a custom predictor
@@ -32,7 +32,8 @@ VARIANT = "AllTraffic"
 SAGEMAKER_REQUESTS = ("CreateModel", "CreateEndpointConfig", "CreateEndpoint")
 VERTEX_REQUESTS = ("UploadModel", "CreateEndpoint", "DeployModel")
 
-# The serving specs' settings (jobs.parameters adds them to its own), and what differs per platform.
+# The serving specs' settings (jobs.parameters adds them to its own; what differs per platform: its declaration
+# in registry.py).
 DEFAULTS = {
     "model_data": "",  # the export (default: what our training job writes): see _model_data's callers
     "endpoint_name": "",  # default: name
@@ -44,11 +45,6 @@ DEFAULTS = {
     "serverless_concurrency": "10",
     "server_workers": "1",  # server processes in each container
     "service_account": "",  # KServe: the service account whose secret the storage initializer reads
-}
-PLATFORM_DEFAULTS = {
-    "sagemaker-endpoint": {"instance_type": "ml.c5.xlarge", "region": "us-east-1"},
-    "vertex-model": {"instance_type": "n2-standard-4", "region": "us-central1"},
-    "kserve": {"cpu": "2", "memory": "4Gi"},
 }
 # jobs/ files rendered with other settings: file -> (platform, settings)
 EXAMPLES = {"sagemaker-endpoint-serverless.json": ("sagemaker-endpoint", ("serverless=true",))}
@@ -82,7 +78,7 @@ def sagemaker_endpoint(p: dict[str, str], hp: dict[str, str]) -> dict:
     """CreateModel, CreateEndpointConfig and CreateEndpoint requests; ``serverless=true``: a serverless variant."""
     name = p["name"]
     # What the training job `name` writes: S3OutputPath/<job name>/output/model.tar.gz
-    trained = f"{jobs.sagemaker(p, hp)['OutputDataConfig']['S3OutputPath']}/{name}/output/model.tar.gz"
+    trained = f"{training_jobs.sagemaker(p, hp)['OutputDataConfig']['S3OutputPath']}/{name}/output/model.tar.gz"
     model_data = _model_data(p, trained, "the s3:// URI of a model.tar.gz",
                              lambda uri: uri.startswith("s3://") and uri.endswith(".tar.gz"))
     variant: dict = {"VariantName": VARIANT, "ModelName": name}
@@ -113,9 +109,9 @@ def vertex_model(p: dict[str, str], hp: dict[str, str]) -> dict:
     location = f"projects/{p['project']}/locations/{p['region']}"
     endpoint_id = p["endpoint_name"] or p["name"]
     # The custom job's AIP_MODEL_DIR (its baseOutputDirectory + /model), which holds shadownet/<version>/.
-    artifacts = _model_data(p, jobs.vertex(p, {})["baseOutputDirectory"]["outputUriPrefix"] + "/model",
+    artifacts = _model_data(p, training_jobs.vertex(p, {})["baseOutputDirectory"]["outputUriPrefix"] + "/model",
                             "a gs:// folder that holds shadownet/<version>/", lambda uri: uri.startswith("gs://"))
-    container = {"imageUri": p["image"], "args": _serve_args(p), "ports": [{"containerPort": PORT}],
+    container = {"imageUri": p["image"], "args": _serve_args(p), "ports": [{"containerPort": SERVING_PORT}],
                  "healthRoute": HEALTH_ROUTE, "predictRoute": PREDICT_ROUTE}
     return {
         "UploadModel": {"parent": location, "modelId": p["name"], "model": {
@@ -132,7 +128,7 @@ def vertex_model(p: dict[str, str], hp: dict[str, str]) -> dict:
 
 
 def _probe(path: str, period: int) -> dict:
-    return {"httpGet": {"path": path, "port": PORT}, "periodSeconds": period, "failureThreshold": 3}
+    return {"httpGet": {"path": path, "port": SERVING_PORT}, "periodSeconds": period, "failureThreshold": 3}
 
 
 def kserve(p: dict[str, str], hp: dict[str, str]) -> dict:
@@ -142,25 +138,22 @@ def kserve(p: dict[str, str], hp: dict[str, str]) -> dict:
     container = {
         "name": KSERVE_CONTAINER, "image": p["image"], "args": _serve_args(p, "--model", KSERVE_MODEL_DIR),
         "env": [{"name": "STORAGE_URI", "value": _model_data(
-            p, jobs.uris(p)["export"], "a URI KServe's storage initializer reads (s3://, gs://, pvc://, https://...)",
+            p, specs.uris(p)["export"], "a URI KServe's storage initializer reads (s3://, gs://, pvc://, https://...)",
             lambda uri: "://" in uri)}],
-        "ports": [{"containerPort": PORT, "protocol": "TCP"}],
+        "ports": [{"containerPort": SERVING_PORT, "protocol": "TCP"}],
         # The port listens at once; ready only once the model is loaded.
         "readinessProbe": _probe("/v2/health/ready", 5), "livenessProbe": _probe("/v2/health/live", 10),
         "resources": {"requests": dict(resources), "limits": dict(resources)},
-        "securityContext": dict(jobs.CONTAINER_SECURITY),
+        "securityContext": dict(specs.CONTAINER_SECURITY),
     }
     predictor = {"minReplicas": low, "maxReplicas": high,
                  **({"serviceAccountName": p["service_account"]} if p["service_account"] else {}),
-                 **jobs.pod([container])}
+                 **specs.pod([container])}
     # Knative (KServe's Serverless mode) refuses a pod securityContext unless its podspec-securitycontext
     # feature is on; a plain Deployment takes it as the restricted standard wants it.
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": p["name"], "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}},
             "spec": {"predictor": predictor}}
-
-
-BUILDERS = {"sagemaker-endpoint": sagemaker_endpoint, "vertex-model": vertex_model, "kserve": kserve}
 
 
 _SAGEMAKER_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
@@ -171,7 +164,7 @@ def check_sagemaker_endpoint(spec: dict) -> list[str]:
     missing = [name for name in SAGEMAKER_REQUESTS if not isinstance(spec.get(name), dict)]
     if missing:
         return [f"{name}: missing" for name in missing]
-    problems = [f"{name}: {problem}" for name in SAGEMAKER_REQUESTS for problem in jobs.botocore_problems(
+    problems = [f"{name}: {problem}" for name in SAGEMAKER_REQUESTS for problem in specs.botocore_problems(
         spec[name], name)]
     if problems:
         return problems
@@ -226,8 +219,8 @@ def check_vertex_model(spec: dict) -> list[str]:
     for key, route in (("healthRoute", HEALTH_ROUTE), ("predictRoute", PREDICT_ROUTE)):
         if not str(container.get(key, "")).startswith("/"):
             problems.append(f"UploadModel.model.containerSpec.{key}: a path such as {route!r}")
-    if [port.get("containerPort") for port in container.get("ports", [])] != [PORT]:
-        problems.append(f"UploadModel.model.containerSpec.ports: the one port the server listens on, {PORT}")
+    if [port.get("containerPort") for port in container.get("ports", [])] != [SERVING_PORT]:
+        problems.append(f"UploadModel.model.containerSpec.ports: the one port the server listens on, {SERVING_PORT}")
     endpoint_id = spec["CreateEndpoint"].get("endpointId", "")
     if not re.fullmatch(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?|[1-9][0-9]{0,8}", endpoint_id):
         problems.append(f"CreateEndpoint.endpointId {endpoint_id!r}: [a-z0-9-] starting with a letter, or digits")
@@ -268,7 +261,7 @@ def check_kserve(spec: dict) -> list[str]:
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{spec.get('metadata', {}).get('name')}-predictor"},
            "spec": {key: value for key, value in predictor.items() if key not in kserve_only}}
     # kubernetes_problems checks the restricted standard too, where its paths would be the Pod's: keep its schema's
-    problems = jobs.restricted_problems(spec) + [p for p in jobs.kubernetes_problems(pod) if p.startswith("Pod ")]
+    problems = specs.restricted_problems(spec) + [p for p in specs.kubernetes_problems(pod) if p.startswith("Pod ")]
     containers = predictor.get("containers") or []
     if [c.get("name") for c in containers] != [KSERVE_CONTAINER]:
         return problems + [f"spec.predictor.containers: one container, named {KSERVE_CONTAINER!r}"]
@@ -278,8 +271,8 @@ def check_kserve(spec: dict) -> list[str]:
         problems.append(f"spec.predictor.containers[{KSERVE_CONTAINER}].args: serve --model {KSERVE_MODEL_DIR} first")
     if not any(e.get("name") == "STORAGE_URI" and "://" in str(e.get("value")) for e in container.get("env", [])):
         problems.append(f"spec.predictor.containers[{KSERVE_CONTAINER}].env: STORAGE_URI, the export's URI")
-    if [port.get("containerPort") for port in container.get("ports", [])] != [PORT]:
-        problems.append(f"spec.predictor.containers[{KSERVE_CONTAINER}].ports: one, {PORT}")
+    if [port.get("containerPort") for port in container.get("ports", [])] != [SERVING_PORT]:
+        problems.append(f"spec.predictor.containers[{KSERVE_CONTAINER}].ports: one, {SERVING_PORT}")
     for probe, path in (("readinessProbe", "/v2/health/ready"), ("livenessProbe", "/v2/health/live")):
         if container.get(probe, {}).get("httpGet", {}).get("path") != path:
             problems.append(f"spec.predictor.containers[{KSERVE_CONTAINER}].{probe}: GET {path}")
@@ -287,5 +280,3 @@ def check_kserve(spec: dict) -> list[str]:
         problems.append("spec.predictor: maxReplicas below minReplicas")
     return problems
 
-
-CHECKS = {"sagemaker-endpoint": check_sagemaker_endpoint, "vertex-model": check_vertex_model, "kserve": check_kserve}

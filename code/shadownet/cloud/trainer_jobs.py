@@ -13,7 +13,7 @@ workers resume from the run's last checkpoint.
 
 from __future__ import annotations
 
-from . import jobs
+from . import specs
 from .platforms import JOBSET_ENV, JOBSET_PORT
 
 RUNTIME_NAME = "shadownet-tensorflow"
@@ -30,9 +30,9 @@ def _label_env() -> list[dict]:
 
 def training_runtime(p: dict[str, str], hp: dict[str, str]) -> dict:
     """TrainingRuntime: a JobSet of one replicated job ``node`` running our image (numNodes set per TrainJob)."""
-    container = jobs.container(NODE, p["image"], ["train"], p)
+    container = specs.container(NODE, p["image"], ["train"], p)
     container["env"] = _label_env() + [{"name": JOBSET_ENV["port"], "value": str(JOBSET_PORT)}] + container["env"]
-    pod = jobs.pod([container], restartPolicy="Never", terminationGracePeriodSeconds=120)
+    pod = specs.pod([container], restartPolicy="Never", terminationGracePeriodSeconds=120)
     return {
         "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainingRuntime",
         "metadata": {"name": RUNTIME_NAME, "labels": {"trainer.kubeflow.org/framework": "tensorflow"}},
@@ -51,9 +51,9 @@ def training_runtime(p: dict[str, str], hp: dict[str, str]) -> dict:
 
 def trainjob(p: dict[str, str], hp: dict[str, str]) -> dict:
     """TrainJob: the runtime by name, the number of nodes, resources per node and the training arguments."""
-    u, nodes = jobs.uris(p), int(p["workers"])
+    u, nodes = specs.uris(p), int(p["workers"])
     args = ["train", "--tfrecords-dir", u["records"], "--model-dir", u["run"], "--export-dir", u["export"],
-            *jobs.flags(hp)]
+            *specs.flags(hp)]
     resources = {"cpu": p["cpu"], "memory": p["memory"]}
     return {
         "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "metadata": {"name": p["name"]},
@@ -68,7 +68,7 @@ def trainjob(p: dict[str, str], hp: dict[str, str]) -> dict:
 
 
 def check_runtime(spec: dict) -> list[str]:
-    problems = jobs.restricted_problems(spec)
+    problems = specs.restricted_problems(spec)
     jobs_ = spec["spec"]["template"]["spec"]["replicatedJobs"]
     if [job["name"] for job in jobs_] != [NODE]:
         problems.append(f"replicatedJobs: exactly one, named {NODE!r} (the trainer step numNodes sizes)")

@@ -8,7 +8,7 @@ experiment's settings (configs/cloud.yaml) and each trial's values as hyperparam
   checkpoints); the objective is a MetricDefinition over the log. Each trial keeps its run under its own job
   name in the checkpoint folder (``platforms._sagemaker``).
 * Vertex AI: a HyperparameterTuningJob (for ``gcloud ai hp-tuning-jobs create --config``); the trial is the
-  custom job of ``jobs.vertex``, given ``--learning_rate=...`` flags; it reports to cloudml-hypertune's file.
+  custom job of ``training_jobs.vertex``, given ``--learning_rate=...`` flags; it reports to cloudml-hypertune's file.
   Vertex gives every trial its own AIP_* folders.
 * Katib: a v1beta1 Experiment whose trials are our TFJob; the StdOut collector reads ``name=value`` from the
   log; every trial trains into ``runs/<trial name>``.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import re
 
-from . import jobs
+from . import specs, training_jobs
 
 OBJECTIVE = "word_accuracy"  # validation word accuracy: maximised
 # name -> (kind, bounds or values, scale). Trials are short training runs: the full experiment's settings
@@ -43,7 +43,7 @@ def _number(value) -> str:
 
 def sagemaker_tuning(p: dict[str, str], hp: dict[str, str]) -> dict:
     """CreateHyperParameterTuningJob: Bayesian search maximising validation:word_accuracy."""
-    trial = jobs.sagemaker(p, _static(hp))
+    trial = training_jobs.sagemaker(p, _static(hp))
     definition = {key: trial[key] for key in ("AlgorithmSpecification", "RoleArn", "InputDataConfig",
                                                "OutputDataConfig", "ResourceConfig", "StoppingCondition",
                                                "EnableManagedSpotTraining", "CheckpointConfig", "RetryStrategy")}
@@ -82,7 +82,7 @@ def vertex_tuning(p: dict[str, str], hp: dict[str, str]) -> dict:
         bounds = (float(values[0]), float(values[1])) if kind == "double" else (str(values[0]), str(values[1]))
         parameters.append({"parameterId": name, spec: {"minValue": bounds[0], "maxValue": bounds[1]},
                            "scaleType": "UNIT_LOG_SCALE" if scale == "log" else "UNIT_LINEAR_SCALE"})
-    trial = jobs.vertex(p, _static(hp))
+    trial = training_jobs.vertex(p, _static(hp))
     trial["scheduling"].pop("restartJobOnWorkerRestart", None)
     return {
         "displayName": p["name"],
@@ -117,12 +117,12 @@ def katib(p: dict[str, str], hp: dict[str, str]) -> dict:
         reference = re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)  # trial parameter names: camelCase
         trial_parameters.append({"name": reference, "reference": name})
         flags += [f"--{name.replace('_', '-')}", f"${{trialParameters.{reference}}}"]
-    tfjob = jobs.kubeflow({**p, "name": "${trialSpec.Name}"}, _static(hp))
+    tfjob = training_jobs.kubeflow({**p, "name": "${trialSpec.Name}"}, _static(hp))
     tfjob.pop("metadata")
     container = tfjob["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
     args = container["args"]
     # Each trial trains into a run of its own, named after the trial: it never resumes another's.
-    args[args.index("--model-dir") + 1] = jobs.uris(p)["run"].rsplit("/", 1)[0] + "/${trialSpec.Name}"
+    args[args.index("--model-dir") + 1] = specs.uris(p)["run"].rsplit("/", 1)[0] + "/${trialSpec.Name}"
     args[args.index("--export-dir") + 1] += "/${trialSpec.Name}"
     # The StdOut collector wraps the command it is given.
     fields = {"name": container.pop("name"), "image": container.pop("image"), "command": ["shadownet"],
@@ -148,7 +148,7 @@ def katib(p: dict[str, str], hp: dict[str, str]) -> dict:
 
 
 def check_sagemaker_tuning(spec: dict) -> list[str]:
-    problems = jobs.botocore_problems(spec, "CreateHyperParameterTuningJob")
+    problems = specs.botocore_problems(spec, "CreateHyperParameterTuningJob")
     if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}", spec["HyperParameterTuningJobName"]):
         problems.append(f"HyperParameterTuningJobName {spec['HyperParameterTuningJobName']!r}: letters, digits "
                         "and '-', at most 32")
@@ -164,7 +164,7 @@ def check_sagemaker_tuning(spec: dict) -> list[str]:
 
 
 def check_vertex_tuning(spec: dict) -> list[str]:
-    problems = jobs.vertex_problems(spec["trialJobSpec"])
+    problems = specs.vertex_problems(spec["trialJobSpec"])
     metrics = [m.get("metricId") for m in spec["studySpec"]["metrics"]]
     if metrics != [OBJECTIVE]:
         problems.append(f"studySpec.metrics: expected [{OBJECTIVE}], found {metrics}")
@@ -174,7 +174,7 @@ def check_vertex_tuning(spec: dict) -> list[str]:
 
 
 def check_katib(spec: dict) -> list[str]:
-    problems = jobs.kubernetes_problems(spec["spec"]["trialTemplate"]["trialSpec"])
+    problems = specs.kubernetes_problems(spec["spec"]["trialTemplate"]["trialSpec"])
     template = spec["spec"]["trialTemplate"]
     known = {parameter["name"] for parameter in spec["spec"]["parameters"]}
     for trial_parameter in template["trialParameters"]:

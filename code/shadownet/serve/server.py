@@ -26,6 +26,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..cloud.platforms import SERVING_PORT
 from ..errors import ShadownetError
 from . import protocols
 from .batcher import Batcher
@@ -39,7 +40,7 @@ clock = time.perf_counter
 class ServeConfig:
     model: Path  # local: the CLI stages s3:// and gs:// exports first
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = SERVING_PORT
     max_batch: int = 64
     batch_wait_ms: float = 2.0
     request_timeout: float = 30.0

@@ -24,7 +24,7 @@ def serve_command(args, input_dir) -> int:
     ``input_dir`` stages an ``s3://`` or ``gs://`` export (the CLI's ``Staging.input_dir``)."""
     from pathlib import Path
 
-    from ..cloud.platforms import hosting
+    from ..cloud.platforms import SERVING_PORT, hosting
     from ..errors import ShadownetError
     from .model import find_export
 
@@ -32,7 +32,7 @@ def serve_command(args, input_dir) -> int:
     model = args.model or platform.model
     if model is None:
         raise ShadownetError("no model to serve: pass --model EXPORT")
-    config = ServeConfig(find_export(input_dir(model)), host=args.host, port=args.port or platform.port or 8080,
+    config = ServeConfig(find_export(input_dir(model)), host=args.host, port=args.port or platform.port or SERVING_PORT,
                          max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
                          request_timeout=args.request_timeout, max_body_bytes=int(args.max_body_mb * (1 << 20)),
                          health_routes=platform.health_routes, predict_routes=platform.predict_routes)
