@@ -11,8 +11,8 @@ ERROR_POLICIES = ("error", "skip")
 INPUT_MODES = ("keep_ratio", "fixed")
 IMAGE_FORMATS = ("jpeg", "png")
 SPLITS = ("train", "validation", "test")
-LAYOUTS = ("seed", "lmdb", "mjsynth")  # dataset layouts read by --dataset-dir (data/layouts.py)
-CONVERT_TARGETS = ("lmdb", "seed")  # `convert --to`
+# Dataset layouts (`--layout`) and `convert --to`: LAYOUTS and CONVERT_TARGETS of data/layouts.py, from the layout
+# registry (a class declared in data/ adds a layout).
 
 # -- training settings (config.TrainConfig); MODELS are learn/model.py's ARCHITECTURES
 MODELS = ("shadownet", "shadownet_small")

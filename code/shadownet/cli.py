@@ -46,7 +46,8 @@ def _dataset_config(args, dataset_dir, report, save_dir=None, **split):
         raise ShadownetError(str(exc)) from None
     return TFRecordsConfig(dataset_dir=dataset_dir, save_dir=save_dir, workers=args.workers,
                            on_error=args.on_error, case=args.case, geometry=geometry, report=report,
-                           source=str(args.dataset_dir), layout=args.layout, **split)
+                           source=str(args.dataset_dir), layout=args.layout, csv_delimiter=args.csv_delimiter,
+                           **split)
 
 
 def _run_tfrecords(args) -> int:
@@ -123,7 +124,7 @@ def _run_convert(args) -> int:
     out = staging.output_dir(args.out)
     config = ConvertConfig(dataset_dir=records.dataset_dir, out=out, to=args.to, workers=records.workers,
                            on_error=records.on_error, case=records.case, geometry=records.geometry, report=report,
-                           source=records.source, layout=records.layout)
+                           source=records.source, layout=records.layout, csv_delimiter=records.csv_delimiter)
     try:
         result = run(config)
     finally:
@@ -365,7 +366,10 @@ def _run_charset(args) -> int:
     if args.charset_command == "preset":
         charset, out = Charset.from_preset(args.name), args.out
     else:
-        charset, out = from_labels(args.dataset_dir, args.case, args.layout), args.out or args.dataset_dir
+        from .data.layouts import dataset_folder
+
+        charset = from_labels(args.dataset_dir, args.case, args.layout, args.csv_delimiter)
+        out = args.out or dataset_folder(args.dataset_dir)  # a CSV file's charset goes beside it
     write(charset, out, args.force)
     print(f"wrote {charset.size} characters (blank index {charset.blank_index}) to {out}", file=sys.stderr)
     return 0

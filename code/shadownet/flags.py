@@ -88,8 +88,12 @@ def _dataset(parser: argparse.ArgumentParser) -> None:
 
 
 def _layout(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--layout", choices=choices.LAYOUTS, default=None,
+    from .data.layouts import LAYOUTS
+
+    parser.add_argument("--layout", choices=LAYOUTS, default=None,
                         help="the dataset's layout (default: found from what the folder holds; see docs/datasets.md)")
+    parser.add_argument("--csv-delimiter", default=";",
+                        help="csv layout: the character between image path and label (default: ;)")
 
 
 def _settings(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = command("convert", "validate a dataset and write it in another layout (LMDB or seed)")
     _dataset(convert)
-    convert.add_argument("--to", required=True, choices=choices.CONVERT_TARGETS,
+    from .data.layouts import CONVERT_TARGETS
+
+    convert.add_argument("--to", required=True, choices=CONVERT_TARGETS,
                          help="lmdb: OUT/Train, OUT/Test (OUT/Validation) environments; seed: image files and "
                               "sample.txt")
     convert.add_argument("--out", required=True, type=_location, help="a new folder (or s3:// prefix)")

@@ -9,6 +9,8 @@ lmdb       ``Train/``, ``Test/`` (``Validation/``) or the          every ``data.
            release names ``training/``, ``validation/``,
            ``evaluation/``, each an LMDB environment or folders
 mjsynth    ``annotation_{train,val,test}.txt``, ``lexicon.txt``   each annotation file present
+csv        ``train.csv`` (``validation.csv``, ``test.csv``), or    each CSV file present; one file: train
+           one ``.csv`` file given as the dataset
 =========  =====================================================  ==========================================
 
 This module imports every layout's module, so that their declarations fill the registry
@@ -21,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError, SettingError
-from . import lmdb_tree, mjsynth, seed_layout  # noqa: F401  (their layouts register)
+from . import csv_table, lmdb_tree, mjsynth, seed_layout  # noqa: F401  (their layouts register)
 from .layout_base import (
     REGISTRY,
     Layout,
@@ -46,7 +48,8 @@ LAYOUTS = tuple(cls.kind for cls in ordered())
 CONVERT_TARGETS = tuple(sorted(cls.kind for cls in ordered() if cls.writer is not None))
 
 NOT_FOUND = ("{}: no dataset found: expected Train/sample.txt (seed layout), Train/.../data.mdb or "
-             "training/.../data.mdb (LMDB), or annotation_train.txt (MJSynth); --layout names one")
+             "training/.../data.mdb (LMDB), or annotation_train.txt (MJSynth); --layout names one; also read: "
+             "train.csv (csv)")
 
 
 def detect(dataset_dir: Path, layout: str | None = None, options: LayoutOptions | None = None) -> Layout:
