@@ -376,3 +376,29 @@ def test_submit_without_gcloud_or_kubectl_prints_the_commands_and_the_spec(tmp_p
     result = run_cli("submit", "--platform", "kserve", env=env, check=True)
     assert result.stdout.startswith("kubectl is not installed here; run this yourself:\n  kubectl apply -f -")
     assert "kind: InferenceService" in result.stdout
+
+
+# --- the serving port: one home ---------------------------------------------------------------------------------
+
+def test_the_serving_port_has_one_home_that_serve_the_specs_and_the_flags_read():
+    import re
+    from pathlib import Path
+
+    import shadownet
+    from shadownet.cloud.platforms import SERVING_PORT
+    from shadownet.flags import build_parser
+    from shadownet.serve.server import ServeConfig
+
+    package = Path(shadownet.__file__).parent
+    written = [f"{path.relative_to(package)}:{number}" for path in sorted(package.rglob("*.py"))
+               for number, line in enumerate(path.read_text().splitlines(), 1)
+               if re.search(rf"\b{SERVING_PORT}\b", line)]
+    assert len(written) == 1 and written[0].startswith("cloud/platforms.py:"), written  # 8080 nowhere else
+    assert ServeConfig(Path("model")).port == SERVING_PORT
+    serve = next(a for a in build_parser()._actions if a.dest == "command").choices["serve"]
+    assert next(a for a in serve._actions if a.dest == "port").help.endswith(f"else {SERVING_PORT}")
+    kserve = _render("kserve")["spec"]["predictor"]["containers"][0]
+    assert kserve["ports"] == [{"containerPort": SERVING_PORT, "protocol": "TCP"}]
+    assert kserve["readinessProbe"]["httpGet"]["port"] == SERVING_PORT
+    container = _render("vertex-model")["UploadModel"]["model"]["containerSpec"]
+    assert container["ports"] == [{"containerPort": SERVING_PORT}]

@@ -247,3 +247,76 @@ def test_host_namespaces_and_host_paths_are_refused():
     assert "hostNetwork: not allowed" in str(refused.value)
     assert "volumes.data: hostPath not allowed" in str(refused.value)
     assert "volumes.tmp" not in str(refused.value)
+
+
+# --- the registry: one declaration per platform ------------------------------------------------------------------
+
+def test_jobs_holds_exactly_the_registrys_files_each_fresh():
+    from shadownet.cloud import registry
+
+    expected = jobs.files()
+    assert {p.file for p in registry.PLATFORMS.values()} <= set(expected)
+    assert sorted(path.name for path in (REPO / "jobs").iterdir()) == sorted(expected)
+    for file, (platform, settings) in expected.items():
+        assert (REPO / "jobs" / file).read_text() == jobs.render(platform, list(settings)), f"jobs/{file} is stale"
+
+
+def test_the_cli_offers_the_registrys_platforms_in_its_order():
+    from shadownet.cloud import registry
+    from shadownet.flags import build_parser
+
+    parser = build_parser()
+    for argv in (["jobs", "render"], ["submit"]):
+        command = parser
+        for word in argv:
+            command = next(a for a in command._actions if a.dest in ("command", "jobs_command")).choices[word]
+        platform = next(a for a in command._actions if a.dest == "platform")
+        assert tuple(platform.choices) == tuple(registry.PLATFORMS) == jobs.PLATFORMS
+
+
+@pytest.fixture
+def toy_platform(monkeypatch):
+    """A platform declared at run time, as a new one is declared in registry.py: nothing else is edited."""
+    import signal
+
+    from shadownet.cloud import registry
+
+    submitted = []
+
+    def build(p, hp):
+        return {"kind": "ToyJob", "name": p["name"], "zone": p["region"], "steps": hp["train_steps"]}
+
+    def check(spec):
+        return [] if spec["name"].islower() else [f"name {spec['name']!r}: lower case"]
+
+    def submit(job, config, out):
+        submitted.append(job)
+        out(f"toy: {job.spec['name']} in {job.parameters['region']}")
+        return 0
+
+    monkeypatch.setitem(registry.PLATFORMS, "toy", registry.Platform(
+        "toy", build, "toy-job.yaml", submit, check, defaults={"region": "toy-east-1"}))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # cli.main sets it where unset
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: None)  # and would take SIGTERM from pytest
+    return submitted
+
+
+def test_a_platform_declared_once_is_rendered_checked_written_and_submitted(toy_platform, capsys, tmp_path):
+    from shadownet import cli
+
+    assert cli.main(["jobs", "render", "--platform", "toy", "--set", "name=t1", "--set", "hp.train_steps=7"]) == 0
+    assert capsys.readouterr().out == "kind: ToyJob\nname: t1\nzone: toy-east-1\nsteps: '7'\n"
+    assert jobs.parsed(jobs.render("toy", ["name=t2"]), "toy")["name"] == "t2"
+    assert jobs.files()["toy-job.yaml"] == ("toy", ())
+
+    assert cli.main(["jobs", "render", "--platform", "toy", "--set", "name=Toy"]) == 2
+    assert "the rendered toy spec is not valid:\n  name 'Toy': lower case" in capsys.readouterr().err
+
+    assert cli.main(["submit", "--platform", "toy", "--set", "name=t3", "--set", "region=toy-west-2"]) == 0
+    assert capsys.readouterr().out == "toy: t3 in toy-west-2\n"
+    assert [(job.spec["zone"], job.text.splitlines()[1]) for job in toy_platform] == [("toy-west-2", "name: t3")]
+
+
+def test_an_undeclared_platform_is_refused():
+    with pytest.raises(ShadownetError, match="platform must be one of sagemaker, vertex, .*kserve, not 'toy'"):
+        jobs.render("toy")
