@@ -11,6 +11,8 @@ lmdb       ``Train/``, ``Test/`` (``Validation/``) or the          every ``data.
 mjsynth    ``annotation_{train,val,test}.txt``, ``lexicon.txt``   each annotation file present
 csv        ``train.csv`` (``validation.csv``, ``test.csv``), or    each CSV file present; one file: train
            one ``.csv`` file given as the dataset
+named      image files named by their labels, in ``Train/``,      each folder present; else the folder
+           ``Test/`` (``Validation/``) or in the folder itself    itself, a seeded tenth to test
 =========  =====================================================  ==========================================
 
 This module imports every layout's module, so that their declarations fill the registry
@@ -23,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError, SettingError
-from . import csv_table, lmdb_tree, mjsynth, seed_layout  # noqa: F401  (their layouts register)
+from . import csv_table, lmdb_tree, mjsynth, named_images, seed_layout  # noqa: F401  (their layouts register)
 from .layout_base import (
     REGISTRY,
     Layout,
@@ -49,7 +51,7 @@ CONVERT_TARGETS = tuple(sorted(cls.kind for cls in ordered() if cls.writer is no
 
 NOT_FOUND = ("{}: no dataset found: expected Train/sample.txt (seed layout), Train/.../data.mdb or "
              "training/.../data.mdb (LMDB), or annotation_train.txt (MJSynth); --layout names one; also read: "
-             "train.csv (csv)")
+             "train.csv (csv), image files named by their labels (named)")
 
 
 def detect(dataset_dir: Path, layout: str | None = None, options: LayoutOptions | None = None) -> Layout:
