@@ -1,10 +1,12 @@
-"""Shared helpers: tiny datasets in the seed layout, and running the real ``shadownet`` command."""
+"""Shared helpers: tiny datasets in the seed layout, running the real ``shadownet`` command, and the fixtures
+several test modules use (a test module takes them as parameters; it never imports another one's fixtures)."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from shadownet import __version__
 from shadownet.data.charset import Charset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +89,8 @@ def word_records(root: Path, count: int, train: int, seed: int, *flags, varied_h
     """``count`` samples of seeded words (the first ``train`` in Train, the rest in Test) -> ``root/records``."""
     ds = Dataset(root / "dataset", charset)
     for i, word in enumerate(words(count, seed=seed)):
-        ds.sample("Train" if i < train else "Test", f"img/{i}.jpg", word, **({"height": 32 + i % 9} if varied_height else {}))
+        extra = {"height": 32 + i % 9} if varied_height else {}
+        ds.sample("Train" if i < train else "Test", f"img/{i}.jpg", word, **extra)
     ds.write()
     run_cli("tfrecords", "--dataset-dir", ds.root, "--save-dir", root / "records", *flags, check=True)
     return root / "records"
@@ -189,3 +193,158 @@ def gcs():
 def gcs_bucket(gcs) -> str:
     """A new, empty bucket on the ``gcs`` server: its name."""
     return gcs.create_bucket(f"gcs-bucket-{next(_gcs_buckets)}")
+
+
+# -- the Docker images the Makefile builds (tests/test_docker.py and the other image tests) ---------------------
+# Their names as the Makefile gives them (IMAGE_PREFIX, TAG and DOCKER from the environment, same defaults).
+# Without a Docker engine or without an image the tests that need it are skipped, except under CI=true.
+
+DOCKER = os.environ.get("DOCKER", "docker")
+PREFIX = os.environ.get("IMAGE_PREFIX", "shadownet")
+TAG = os.environ.get("TAG", __version__)
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def image_name(kind: str) -> str:
+    return f"{PREFIX}/{kind}:{TAG}"
+
+
+def unavailable(reason: str):
+    """Fail under CI (the images must be there), skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def require_image(kind: str) -> str:
+    if docker("image", "inspect", image_name(kind), check=False).returncode != 0:
+        unavailable(f"image {image_name(kind)} is missing (make build-{kind.removeprefix('train-')})")
+    return image_name(kind)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    try:
+        info = subprocess.run([DOCKER, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        unavailable(f"no Docker engine answers ({exc})")
+    if info.returncode != 0:
+        unavailable(f"no Docker engine answers: {info.stderr.strip()}")
+
+
+@pytest.fixture(scope="session")
+def tfrecords_image(engine) -> str:
+    return require_image("tfrecords")
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine) -> str:
+    return require_image("train-cpu")
+
+
+# -- a briefly trained run, a run with lively outputs, their exports (test_export, test_onnx, test_serve ...) ----
+# TensorFlow and the training code are imported in the fixtures: every test session loads this file.
+
+
+@pytest.fixture(scope="module")
+def export_records(tmp_path_factory) -> Path:
+    """One tiny records folder (30 Train, 10 Test) for the trained run below."""
+    root = tmp_path_factory.mktemp("export")
+    ds = Dataset(root / "dataset")
+    for i, word in enumerate(words(40, seed=3)):
+        ds.sample("Train" if i < 30 else "Test", f"img/{i}.jpg", word, height=32 + i % 20)
+    save = root / "records"
+    run_cli("tfrecords", "--dataset-dir", ds.write(), "--save-dir", save, "--workers", "1", check=True)
+    return save
+
+
+@pytest.fixture(scope="module")
+def trained_dir(export_records) -> Path:
+    from shadownet.config import TrainConfig
+    from shadownet.learn import train
+
+    model_dir = export_records.parent / "trained"
+    config = TrainConfig(model="shadownet_small", train_steps=3, batch_size=8, eval_every=3, checkpoint_every=3,
+                         log_every=1)
+    train.train(config, export_records, model_dir, log=lambda *_: None)
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def lively_dir(export_records, trained_dir) -> Path:
+    """The trained run with new output weights that read varied strings.
+
+    A few steps of training yield the same short string for every image, which would make parity
+    trivially true. The LSTM features are small (~0.005) and mostly the same at every step, so the
+    new kernel is large, random and blind to the mean feature, and the bias is zero.
+    """
+    import keras
+    import tensorflow as tf
+
+    from shadownet.learn import pipeline, run_dir
+
+    model_dir = trained_dir.parent / "lively"
+    model_dir.mkdir()
+    for name in ("config.json", "charset.json"):
+        shutil.copy(trained_dir / name, model_dir / name)
+    model, config, _ = run_dir.load_model(trained_dir)
+    inputs, _ = next(iter(pipeline.eval_dataset(export_records, "train", config, batch_size=16)))
+    features = keras.Model(model.inputs, model.get_layer("bilstm2").output)(inputs).numpy()
+    mean = features.reshape(-1, features.shape[-1]).mean(0)
+    dense = model.get_layer("logits")
+    kernel, bias = dense.get_weights()
+    kernel = np.random.default_rng(0).normal(0, 10.0, kernel.shape)
+    kernel -= np.outer(mean, mean @ kernel) / (mean @ mean)
+    dense.set_weights([kernel.astype("float32"), np.zeros_like(bias)])
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), model_dir / "checkpoints", 1).save(1)
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def exports(trained_dir, lively_dir) -> dict[str, Path]:
+    from shadownet.learn import export
+
+    root = trained_dir.parent / "exports"
+    return {"trained": export.export(trained_dir, root, name="trained"),
+            "lively": export.export(lively_dir, root, name="lively")}
+
+
+# -- images to serve (test_serve, test_serve_image) ------------------------------------------------------------
+
+
+def encoded_text(text: str, height: int, ext: str = ".jpg", seed: int = 0) -> bytes:
+    """``text_image`` encoded as an image file's bytes."""
+    ok, data = cv2.imencode(ext, text_image(text, height=height, seed=seed))
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[tuple[Path, bytes]]:
+    """Varied heights and formats, as files (for ``predict``) and bytes (for the server)."""
+    folder = tmp_path_factory.mktemp("serve-images")
+    found = []
+    for i, word in enumerate(words(12, seed=11)):
+        data = encoded_text(word, 24 + 7 * i, ".png" if i % 3 == 0 else ".jpg", seed=i)
+        path = folder / f"{i:02d}{'.png' if i % 3 == 0 else '.jpg'}"
+        path.write_bytes(data)
+        found.append((path, data))
+    return found
+
+
+# -- records for several training workers (test_multiworker, test_trainer_v2) ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def fixed_records(tmp_path_factory):
+    """40 Train (32 train, 8 validation) and 8 Test records, every image 100 px wide."""
+    return word_records(tmp_path_factory.mktemp("multiworker"), 48, 40, 3, "--validation-ratio", "0.2",
+                        "--input-mode", "fixed", "--workers", "1", varied_height=True)

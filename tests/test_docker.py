@@ -19,13 +19,21 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import REPO, run_cli, tree_digest, word_records
+from conftest import (
+    DOCKER,
+    PREFIX,
+    REPO,
+    TAG,
+    docker,
+    image_name,
+    require_image,
+    run_cli,
+    tree_digest,
+    unavailable,
+    word_records,
+)
 from shadownet import __version__
 
-DOCKER = os.environ.get("DOCKER", "docker")
-PREFIX = os.environ.get("IMAGE_PREFIX", "shadownet")
-TAG = os.environ.get("TAG", __version__)
-IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 TEST_GPU_IMAGE = os.environ.get("SHADOWNET_TEST_GPU_IMAGE") == "1"
 # Goals of the issue, in decimal units as `docker image ls` shows them.
 SIZE_GOALS = {"tfrecords": 400e6, "train-cpu": 1.6e9}
@@ -33,24 +41,6 @@ SIZE_GOALS = {"tfrecords": 400e6, "train-cpu": 1.6e9}
 KUBERNETES_USER = (10001, 10001)
 # A UID:GID that exists nowhere in the images, for "runs under any --user".
 OTHER_USER = (12345, 12345)
-
-
-def image_name(kind: str) -> str:
-    return f"{PREFIX}/{kind}:{TAG}"
-
-
-def unavailable(reason: str):
-    """Fail under CI (the images must be there), skip elsewhere."""
-    if IN_CI:
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
-
-
-def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def run_image(kind: str, *args: str, user: str | None = None, mounts: dict | None = None, entrypoint=None,
@@ -77,33 +67,6 @@ def make(*targets: str, **variables) -> subprocess.CompletedProcess:
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
-
-
-@pytest.fixture(scope="session")
-def engine():
-    try:
-        info = subprocess.run([DOCKER, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                              timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        unavailable(f"no Docker engine answers ({exc})")
-    if info.returncode != 0:
-        unavailable(f"no Docker engine answers: {info.stderr.strip()}")
-
-
-def require_image(kind: str) -> str:
-    if docker("image", "inspect", image_name(kind), check=False).returncode != 0:
-        unavailable(f"image {image_name(kind)} is missing (make build-{kind.removeprefix('train-')})")
-    return image_name(kind)
-
-
-@pytest.fixture(scope="session")
-def tfrecords_image(engine) -> str:
-    return require_image("tfrecords")
-
-
-@pytest.fixture(scope="session")
-def cpu_image(engine) -> str:
-    return require_image("train-cpu")
 
 
 def inspect(kind: str) -> dict:

@@ -12,76 +12,22 @@ import textwrap
 from pathlib import Path
 
 import cv2
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import Dataset, run_cli, text_image, words
-from shadownet.config import TrainConfig
+from conftest import text_image
 from shadownet.data.images import ImageGeometry
 from shadownet.data.record_format import IMAGE_ENCODED, IMAGE_SOURCE
 from shadownet.errors import DataError, ShadownetError
-from shadownet.learn import ctc, export, pipeline, predict, read_records, run_dir, train
+from shadownet.learn import ctc, export, pipeline, predict, read_records, run_dir
 from shadownet.learn import model as shadownet_model
 from shadownet.learn.metrics import edit_distance
 
 TOLERANCE = 1e-4
 
-
-# -- fixtures: one tiny records folder, a briefly trained run, a run with lively outputs, their exports --------
-
-
-@pytest.fixture(scope="module")
-def records_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("export")
-    ds = Dataset(root / "dataset")
-    for i, word in enumerate(words(40, seed=3)):
-        ds.sample("Train" if i < 30 else "Test", f"img/{i}.jpg", word, height=32 + i % 20)
-    save = root / "records"
-    run_cli("tfrecords", "--dataset-dir", ds.write(), "--save-dir", save, "--workers", "1", check=True)
-    return save
-
-
-@pytest.fixture(scope="module")
-def trained_dir(records_dir) -> Path:
-    model_dir = records_dir.parent / "trained"
-    config = TrainConfig(model="shadownet_small", train_steps=3, batch_size=8, eval_every=3, checkpoint_every=3,
-                         log_every=1)
-    train.train(config, records_dir, model_dir, log=lambda *_: None)
-    return model_dir
-
-
-@pytest.fixture(scope="module")
-def lively_dir(records_dir, trained_dir) -> Path:
-    """The trained run with new output weights that read varied strings.
-
-    A few steps of training yield the same short string for every image, which would make parity
-    trivially true. The LSTM features are small (~0.005) and mostly the same at every step, so the
-    new kernel is large, random and blind to the mean feature, and the bias is zero.
-    """
-    model_dir = trained_dir.parent / "lively"
-    model_dir.mkdir()
-    for name in ("config.json", "charset.json"):
-        shutil.copy(trained_dir / name, model_dir / name)
-    model, config, _ = run_dir.load_model(trained_dir)
-    inputs, _ = next(iter(pipeline.eval_dataset(records_dir, "train", config, batch_size=16)))
-    features = keras.Model(model.inputs, model.get_layer("bilstm2").output)(inputs).numpy()
-    mean = features.reshape(-1, features.shape[-1]).mean(0)
-    dense = model.get_layer("logits")
-    kernel, bias = dense.get_weights()
-    kernel = np.random.default_rng(0).normal(0, 10.0, kernel.shape)
-    kernel -= np.outer(mean, mean @ kernel) / (mean @ mean)
-    dense.set_weights([kernel.astype("float32"), np.zeros_like(bias)])
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), model_dir / "checkpoints", 1).save(1)
-    return model_dir
-
-
-@pytest.fixture(scope="module")
-def exports(trained_dir, lively_dir) -> dict[str, Path]:
-    root = trained_dir.parent / "exports"
-    return {"trained": export.export(trained_dir, root, name="trained"),
-            "lively": export.export(lively_dir, root, name="lively")}
+# The records, the briefly trained run, the lively run and their exports are conftest.py's fixtures
+# (export_records, trained_dir, lively_dir, exports), shared with test_onnx, test_serve, test_gcs ...
 
 
 @functools.cache
@@ -181,10 +127,10 @@ def record_images(records_dir: Path, split: str) -> tuple[list[str], list[bytes]
 
 @pytest.mark.parametrize("run", ["trained", "lively"])
 @pytest.mark.parametrize("split", ["validation", "test"])
-def test_serving_matches_training(run, split, records_dir, trained_dir, lively_dir, exports):
+def test_serving_matches_training(run, split, export_records, trained_dir, lively_dir, exports):
     model_dir = {"trained": trained_dir, "lively": lively_dir}[run]
-    expected = training_results(model_dir, records_dir, split)
-    sources, images = record_images(records_dir, split)
+    expected = training_results(model_dir, export_records, split)
+    sources, images = record_images(export_records, split)
     assert len(images) >= 3 and set(sources) == set(expected)
     texts, confidences = serve(exports[run], images)
     assert texts == [expected[s][0] for s in sources]
@@ -194,11 +140,11 @@ def test_serving_matches_training(run, split, records_dir, trained_dir, lively_d
         assert len(set(texts)) >= 3 and max(map(len, texts)) >= 2
 
 
-def test_bfloat16_export_reads_like_float32(records_dir, lively_dir, exports, tmp_path):
+def test_bfloat16_export_reads_like_float32(export_records, lively_dir, exports, tmp_path):
     version_dir = export.export(lively_dir, tmp_path, name="bf16", precision="bfloat16")
     meta = json.loads((version_dir / "assets" / "shadownet.json").read_text())
     assert meta["precision"] == "bfloat16"
-    images = record_images(records_dir, "train")[1] + odd_images()
+    images = record_images(export_records, "train")[1] + odd_images()
     texts, confidences = serve(version_dir, images)
     reference, reference_confidences = serve(exports["lively"], images)
     assert len(set(reference)) >= 5

@@ -14,7 +14,6 @@ from conftest import Dataset, run_cli, tree_digest
 from shadownet.cloud.gcs import READ_ONLY, GcsConfig, GcsReader, GcsUrl, _error, is_gcs
 from shadownet.cloud.storage import Staging, is_remote
 from shadownet.errors import ShadownetError
-from test_export import records_dir, trained_dir  # noqa: F401 (module fixtures: a briefly trained run)
 
 FILES = {
     "shadownet/1/saved_model.pb": os.urandom(200_000),  # binary, several chunks
@@ -131,7 +130,7 @@ def test_google_cloud_storage_is_imported_only_for_gs_paths(tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_reads_a_model_from_gs(gcs, gcs_bucket, trained_dir, tmp_path):  # noqa: F811
+def test_predict_reads_a_model_from_gs(gcs, gcs_bucket, trained_dir, tmp_path):
     from shadownet.learn import export
 
     export.export(trained_dir, tmp_path / "serving")
@@ -146,8 +145,8 @@ def test_predict_reads_a_model_from_gs(gcs, gcs_bucket, trained_dir, tmp_path): 
 
 
 @pytest.mark.slow
-def test_training_refuses_a_gs_output_before_it_trains(records_dir, tmp_path):  # noqa: F811
-    result = run_cli("train", "--tfrecords-dir", records_dir, "--model-dir", tmp_path / "run", "--export-dir",
+def test_training_refuses_a_gs_output_before_it_trains(export_records, tmp_path):
+    result = run_cli("train", "--tfrecords-dir", export_records, "--model-dir", tmp_path / "run", "--export-dir",
                      "gs://b/serving", "--train-steps", "1")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
         f"shadownet: error: gs://b/serving: {READ_ONLY}")

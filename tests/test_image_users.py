@@ -20,15 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import word_records
-from test_docker import (  # noqa: F401
-    OTHER_USER,
-    cpu_image,
-    engine,
-    owners,
-    run_image,
-    sagemaker_tree,
-    tfrecords_image,
-)
+from test_docker import OTHER_USER, owners, run_image, sagemaker_tree
 
 ROOT = (0, 0)
 UAI_FLAGS = ["--work_dir=/data", "--data_dir=/data/data", "--output_dir=/data/output", "--log_dir=/data/output",

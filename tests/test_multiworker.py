@@ -63,13 +63,6 @@ TRAIN_FLAGS = ("--model", "shadownet_small", "--log-every", "1", "--eval-every",
                "--input-mode", "fixed", "--worker-timeout-seconds", "60")  # the option, exercised
 
 
-@pytest.fixture(scope="module")
-def records_dir(tmp_path_factory):
-    """40 Train (32 train, 8 validation) and 8 Test records, every image 100 px wide."""
-    return word_records(tmp_path_factory.mktemp("multiworker"), 48, 40, 3, "--validation-ratio", "0.2",
-                        "--input-mode", "fixed", "--workers", "1", varied_height=True)
-
-
 def free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:
@@ -155,13 +148,13 @@ def optimizer_iterations(model_dir: Path, step: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def runs(records_dir, tmp_path_factory):
+def runs(fixed_records, tmp_path_factory):
     """4 steps of two workers with batches of 2 (and an export), and of one process with batches of 4."""
     root = tmp_path_factory.mktemp("runs")
-    workers = start_workers(root / "two", 2, *train_args(records_dir, root / "two/model", 4, 2,
+    workers = start_workers(root / "two", 2, *train_args(fixed_records, root / "two/model", 4, 2,
                                                          "--export-dir", root / "two/export"))
     finish(workers)
-    single = Process(root / "single", train_args(records_dir, root / "single/model", 4, 4))
+    single = Process(root / "single", train_args(fixed_records, root / "single/model", 4, 4))
     finish([single])
     return root, workers, single
 
@@ -202,13 +195,13 @@ def test_two_workers_train_as_one_process_on_the_same_global_batch(runs):
 
 
 @pytest.mark.slow
-def test_two_workers_resume_to_exactly_train_steps(runs, records_dir, tmp_path):
+def test_two_workers_resume_to_exactly_train_steps(runs, fixed_records, tmp_path):
     root, _, _ = runs
     shutil.copytree(root / "two/model", tmp_path / "two")
     shutil.copytree(root / "single/model", tmp_path / "single")
-    workers = start_workers(tmp_path / "workers", 2, *train_args(records_dir, tmp_path / "two", 6, 2))
+    workers = start_workers(tmp_path / "workers", 2, *train_args(fixed_records, tmp_path / "two", 6, 2))
     finish(workers)
-    single = Process(tmp_path / "one", train_args(records_dir, tmp_path / "single", 6, 4))
+    single = Process(tmp_path / "one", train_args(fixed_records, tmp_path / "single", 6, 4))
     finish([single])
     for process in (*workers, single):
         lines = process.lines()
@@ -221,7 +214,7 @@ def test_two_workers_resume_to_exactly_train_steps(runs, records_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_workers_fine_tuned_onto_another_charset_start_from_the_same_weights(records_dir, tmp_path_factory,
+def test_two_workers_fine_tuned_onto_another_charset_start_from_the_same_weights(fixed_records, tmp_path_factory,
                                                                                   tmp_path):
     """--init-from in every worker: each rebuilds the output layer itself (its new rows seeded), so the two
     workers together train as one process does from the same parent."""
@@ -229,7 +222,7 @@ def test_two_workers_fine_tuned_onto_another_charset_start_from_the_same_weights
                               "--input-mode", "fixed", "--workers", "1", varied_height=True,
                               charset=Charset.from_text(string.digits + string.ascii_letters))
     parent = tmp_path / "parent"
-    finish([Process(tmp_path / "p", train_args(records_dir, parent, 2, 4, "--eval-every", 2))])
+    finish([Process(tmp_path / "p", train_args(fixed_records, parent, 2, 4, "--eval-every", 2))])
     workers = start_workers(tmp_path / "two", 2, *train_args(mixed_case, tmp_path / "two/model", 4, 2,
                                                              "--init-from", parent))
     finish(workers)
@@ -251,9 +244,9 @@ def test_two_workers_fine_tuned_onto_another_charset_start_from_the_same_weights
 
 
 @pytest.mark.slow
-def test_sigterm_to_one_worker_stops_both_at_the_same_step(records_dir, tmp_path):
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(fixed_records, tmp_path):
     model_dir = tmp_path / "model"
-    workers = start_workers(tmp_path, 2, *train_args(records_dir, model_dir, 400, 2, "--checkpoint-every", 1000))
+    workers = start_workers(tmp_path, 2, *train_args(fixed_records, model_dir, 400, 2, "--checkpoint-every", 1000))
     workers[1].wait_for_line("step=3 ")
     workers[1].process.send_signal(signal.SIGTERM)
     finish(workers, expected=143)
@@ -278,8 +271,8 @@ def signal_one_and_wait(workers, target, survivor, signum) -> tuple[int | None, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("killed", [1, 0], ids=["worker", "chief"])
-def test_a_dead_worker_stops_the_other_with_a_message(records_dir, tmp_path, killed):
-    workers = start_workers(tmp_path, 2, *train_args(records_dir, tmp_path / "model", 1000, 2))
+def test_a_dead_worker_stops_the_other_with_a_message(fixed_records, tmp_path, killed):
+    workers = start_workers(tmp_path, 2, *train_args(fixed_records, tmp_path / "model", 1000, 2))
     survivor = workers[1 - killed]
     survivor.wait_for_line("step=3 ")
     code, elapsed = signal_one_and_wait(workers, workers[killed], survivor, signal.SIGKILL)
@@ -292,14 +285,14 @@ def test_a_dead_worker_stops_the_other_with_a_message(records_dir, tmp_path, kil
 
 
 @pytest.mark.slow
-def test_a_frozen_worker_fails_the_other_through_the_heartbeats(records_dir, tmp_path):
+def test_a_frozen_worker_fails_the_other_through_the_heartbeats(fixed_records, tmp_path):
     """The default setup (no worker_timeout_seconds): a frozen worker stops sending the coordination service's
     heartbeats, and the other exits 143 with the one-line message (9.2 s here).
 
     With worker_timeout_seconds set, TensorFlow 2.21 once aborted the surviving process from its collective
     timeout path (SIGABRT, "Mutex corrupt") instead of raising: bounded and non-zero, but without our message.
     """
-    workers = start_workers(tmp_path, 2, *train_args(records_dir, tmp_path / "model", 1000, 2))
+    workers = start_workers(tmp_path, 2, *train_args(fixed_records, tmp_path / "model", 1000, 2))
     workers[0].wait_for_line("step=3 ")
     code, elapsed = signal_one_and_wait(workers, workers[1], workers[0], signal.SIGSTOP)
     print(f"the other worker exited {elapsed:.1f} s after the freeze")

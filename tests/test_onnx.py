@@ -16,22 +16,13 @@ from shadownet.errors import DataError, ShadownetError
 from shadownet.learn import export, inference, onnx_model, predict
 from shadownet.learn import model as shadownet_model
 from shadownet.learn.metrics import edit_distance
-from test_export import (  # noqa: F401  (module-scoped fixtures shared with the SavedModel tests)
-    exports,
-    lively_dir,
-    odd_images,
-    record_images,
-    records_dir,
-    serve,
-    trained_dir,
-    trained_model,
-)
+from test_export import odd_images, record_images, serve, trained_model
 
 TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def onnx_export(lively_dir, trained_dir):  # noqa: F811
+def onnx_export(lively_dir, trained_dir):
     """The lively run exported as SavedModel + ONNX (+ int8) in one version folder."""
     root = trained_dir.parent / "onnx-exports"
     return export.export(lively_dir, root, name="lively", formats=("savedmodel", "onnx"), quantize="int8")
@@ -42,7 +33,7 @@ def batch_of_widths(images: list[bytes], predictor) -> tuple[np.ndarray, np.ndar
     return pixels.numpy(), widths.numpy()
 
 
-def test_layout_and_self_describing_metadata(onnx_export, lively_dir):  # noqa: F811
+def test_layout_and_self_describing_metadata(onnx_export, lively_dir):
     assert {p.name for p in onnx_export.iterdir()} >= {"saved_model.pb", "model.onnx", "model.int8.onnx"}
     proto = onnx.load(str(onnx_export / "model.onnx"))
     onnx.checker.check_model(proto)
@@ -67,11 +58,11 @@ def test_layout_and_self_describing_metadata(onnx_export, lively_dir):  # noqa: 
     assert {o.name for o in session.get_outputs()} == {"logits", "ids", "lengths"}
 
 
-def test_scores_match_keras_and_frozen_graph(onnx_export, records_dir, lively_dir):  # noqa: F811
+def test_scores_match_keras_and_frozen_graph(onnx_export, export_records, lively_dir):
     model, _, _ = trained_model(lively_dir)
     forward = tf.function(inference.freeze(model))
     predictor = predict.load(onnx_export / "model.onnx")
-    images = record_images(records_dir, "test")[1] + odd_images()
+    images = record_images(export_records, "test")[1] + odd_images()
     pixels, widths = batch_of_widths(images, predictor)
     assert len(set(widths.tolist())) >= 4  # a batch of different widths
     out = predictor.scores(pixels, widths)
@@ -88,8 +79,8 @@ def test_scores_match_keras_and_frozen_graph(onnx_export, records_dir, lively_di
         np.testing.assert_allclose(alone["logits"][0, :steps], out["logits"][i, :steps], atol=TOLERANCE, rtol=0)
 
 
-def test_texts_equal_the_savedmodel(onnx_export, records_dir):  # noqa: F811
-    images = record_images(records_dir, "train")[1] + record_images(records_dir, "test")[1] + odd_images()
+def test_texts_equal_the_savedmodel(onnx_export, export_records):
+    images = record_images(export_records, "train")[1] + record_images(export_records, "test")[1] + odd_images()
     texts, confidences = serve(onnx_export, images)
     assert len(set(texts)) >= 5  # a lively model: the comparison is not between empty strings
     results = predict.load(onnx_export / "model.onnx").predict(images, batch_size=7)
@@ -99,8 +90,8 @@ def test_texts_equal_the_savedmodel(onnx_export, records_dir):  # noqa: F811
     assert one_by_one == texts[:6]
 
 
-def test_int8_agrees_on_most_texts(onnx_export, records_dir):  # noqa: F811
-    images = record_images(records_dir, "train")[1] + record_images(records_dir, "test")[1]
+def test_int8_agrees_on_most_texts(onnx_export, export_records):
+    images = record_images(export_records, "train")[1] + record_images(export_records, "test")[1]
     reference = [r["text"] for r in predict.load(onnx_export / "model.onnx").predict(images)]
     int8 = predict.load(onnx_export / "model.int8.onnx")
     assert int8.metadata["characters"] and "int8" in int8.session.get_modelmeta().custom_metadata_map[
@@ -115,7 +106,7 @@ def test_int8_agrees_on_most_texts(onnx_export, records_dir):  # noqa: F811
     assert (onnx_export / "model.int8.onnx").stat().st_size < 0.5 * (onnx_export / "model.onnx").stat().st_size
 
 
-def test_onnx_only_export_and_predict_cli(lively_dir, tmp_path, records_dir):  # noqa: F811
+def test_onnx_only_export_and_predict_cli(lively_dir, tmp_path, export_records):
     done = run_cli("export", "--model-dir", lively_dir, "--export-dir", tmp_path, "--format", "onnx", check=True)
     version = tmp_path / "shadownet" / "1"
     assert done.stdout.strip() == f"exported {version}"
@@ -132,7 +123,7 @@ def test_onnx_only_export_and_predict_cli(lively_dir, tmp_path, records_dir):  #
     assert sorted(p.name for p in (tmp_path / "shadownet").iterdir()) == ["1"]
 
 
-def test_bad_onnx_files(tmp_path, onnx_export):  # noqa: F811
+def test_bad_onnx_files(tmp_path, onnx_export):
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07this is not a protobuf" * 10)
     with pytest.raises(DataError, match="not a loadable ONNX model"):
@@ -184,12 +175,12 @@ for path in sys.argv[2:]:
 '''
 
 
-def test_a_plain_onnxruntime_client_reads_what_the_savedmodel_reads(onnx_export, records_dir, tmp_path):  # noqa: F811
+def test_a_plain_onnxruntime_client_reads_what_the_savedmodel_reads(onnx_export, export_records, tmp_path):
     """The metadata suffice: numpy, OpenCV and onnxruntime alone (no TensorFlow, no shadownet) give the texts."""
     import subprocess
     import sys
 
-    _, images = record_images(records_dir, "test")
+    _, images = record_images(export_records, "test")
     paths = []
     for i, data in enumerate(images):  # stored at height 32; PNG so that both decoders see the same pixels
         path = tmp_path / f"{i}.png"

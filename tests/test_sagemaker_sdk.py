@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli, word_records
-from test_docker import cpu_image, docker, engine, unavailable  # noqa: F401 (fixtures)
+from conftest import REPO, docker, run_cli, unavailable, word_records
 
 SDK_PYTHON = Path(os.environ.get("SAGEMAKER_SDK_PYTHON", REPO / ".venv-sagemaker" / "bin" / "python"))
 DRIVER = Path(__file__).with_name("sagemaker_local_job.py")

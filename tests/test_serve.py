@@ -14,39 +14,18 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from conftest import run_cli, text_image, words
+from conftest import encoded_text, run_cli
 from serving import Server, b64, instances
 from shadownet.cloud.platforms import Hosting, hosting
 from shadownet.errors import ShadownetError
 from shadownet.learn import export
 from shadownet.serve import protocols
 from shadownet.serve.batcher import Batcher
-from test_export import lively_dir, records_dir, trained_dir  # noqa: F401 (module fixtures)
 
 STAGES = ("decode", "preprocess", "queue", "model", "text", "total")
-
-
-def encoded(text: str, height: int, ext: str = ".jpg", seed: int = 0) -> bytes:
-    ok, data = cv2.imencode(ext, text_image(text, height=height, seed=seed))
-    assert ok
-    return data.tobytes()
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> list[tuple[Path, bytes]]:
-    """Varied heights and formats, as files (for ``predict``) and bytes (for the server)."""
-    folder = tmp_path_factory.mktemp("serve-images")
-    found = []
-    for i, word in enumerate(words(12, seed=11)):
-        data = encoded(word, 24 + 7 * i, ".png" if i % 3 == 0 else ".jpg", seed=i)
-        path = folder / f"{i:02d}{'.png' if i % 3 == 0 else '.jpg'}"
-        path.write_bytes(data)
-        found.append((path, data))
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +120,8 @@ BAD = [  # (route, body, content type, status, words the error must contain)
     ("/invocations", b"", "application/json", 400, "empty request body"),
     ("/invocations", b"hello", "text/plain", 415, "unsupported Content-Type 'text/plain'"),
     ("/v1/models/shadownet:predict", b"\xff\xd8", "image/jpeg", 415, "unsupported Content-Type"),
-    ("/invocations", encoded("x", 3), "image/jpeg", 400, "instance 0: image of"),  # too small
-    ("/invocations", encoded("wide " * 40, 16), "image/jpeg", 400, "too wide"),
+    ("/invocations", encoded_text("x", 3), "image/jpeg", 400, "instance 0: image of"),  # too small
+    ("/invocations", encoded_text("wide " * 40, 16), "image/jpeg", 400, "too wide"),
     ("/v1/models/shadownet:predict", json.dumps({"instances": [{"b64": "AAAA"}], "parameters": {"decoder": "beam"}})
      .encode(), "application/json", 400, "decoder 'beam'"),
     ("/v2/models/shadownet/infer", b'{"inputs": [{"name": "image_bytes", "datatype": "FP32", "shape": [1], '

@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import DOCKER, docker, image_name, run_cli
 from serving import Server, b64, free_port, instances
 from shadownet.learn import export
-from test_docker import DOCKER, cpu_image, docker, engine, image_name  # noqa: F401 (session fixtures)
-from test_export import lively_dir, records_dir, trained_dir  # noqa: F401 (module fixtures)
-from test_serve import BAD, assert_same, images  # noqa: F401 (images: a module fixture)
+from test_serve import BAD, assert_same
 
 pytestmark = pytest.mark.slow
 

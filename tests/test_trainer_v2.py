@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO
 from shadownet.cloud import platforms
 from shadownet.errors import ShadownetError
-from test_multiworker import CHILD, finish, logged, records_dir, train_args  # noqa: F401  (records_dir: a fixture)
+from test_multiworker import CHILD, finish, logged, train_args
 
 
 def pod_env(index: int, nodes: int = 3, **extra) -> dict[str, str]:
@@ -85,7 +85,7 @@ BIND_HOSTS = 'mount --bind "$HOSTS" /etc/hosts && exec "$@"'
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare for a private /etc/hosts")
-def test_two_trainer_v2_nodes_train_together_on_loopback(records_dir, tmp_path):  # noqa: F811
+def test_two_trainer_v2_nodes_train_together_on_loopback(fixed_records, tmp_path):
     from test_multiworker import free_ports
 
     base = next(p for p in sorted(free_ports(8)) if p + 1 < 65536 and _free(p + 1))
@@ -100,7 +100,7 @@ def test_two_trainer_v2_nodes_train_together_on_loopback(records_dir, tmp_path):
         env.update(pod_env(i, 2, SHADOWNET_PORT=str(base)), HOSTS=str(hosts), CUDA_VISIBLE_DEVICES="",
                    PYTHONUNBUFFERED="1", TMPDIR=str(tmp_path))
         command = ["unshare", "--mount", "sh", "-c", BIND_HOSTS, "sh", sys.executable, "-c", CHILD, "train",
-                   *map(str, train_args(records_dir, tmp_path / "run", 4, 2))]
+                   *map(str, train_args(fixed_records, tmp_path / "run", 4, 2))]
         out, err = open(folder / "stdout", "w"), open(folder / "stderr", "w")
         processes.append(_Node(folder, subprocess.Popen(command, env=env, stdout=out, stderr=err), (out, err)))
     finish(processes)
