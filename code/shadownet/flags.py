@@ -92,7 +92,7 @@ def _layout(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--layout", choices=LAYOUTS, default=None,
                         help="the dataset's layout (default: found from what the folder holds; see docs/datasets.md)")
-    parser.add_argument("--csv-delimiter", default=";",
+    parser.add_argument("--csv-delimiter", default=";", metavar="CHAR",
                         help="csv layout: the character between image path and label (default: ;)")
 
 
