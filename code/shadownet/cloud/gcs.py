@@ -10,6 +10,8 @@ talks to that emulator without any. Each object lands under a temporary name and
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import os
 import tempfile
@@ -19,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..errors import ShadownetError, converted
+from .staged import is_current, prune
 
 SCHEME = "gs://"
 READ_ONLY = ("gs:// is read-only here (a model or data to read); write to a local folder or s3://, or on "
@@ -103,25 +106,22 @@ class GcsReader:
 
     def stage_in(self, url: GcsUrl, destination: Path, only: Callable[[str], bool] | None = None) -> list[Path]:
         """Every object under ``url`` (that ``only(relative path)`` accepts) into ``destination``, same relative
-        paths. A local file of the object's size and at least as new is kept; a file there that the prefix no
-        longer holds is removed, so the folder is what the bucket has now. Returns the local files."""
+        paths. A local file with the object's content (its size and MD5; at least as new, for an object listed
+        without an MD5) is kept; a file there that the prefix no longer holds is removed, so the folder is what
+        the bucket has now. Returns the local files."""
         destination = Path(destination)
         objects = [item for item in self.list(url) if only is None or only(item[0])]
         if not objects:
             raise ShadownetError(f"{url}: no objects under this prefix")
         wanted = [(blob, relative) for relative, size, updated, blob in objects
-                  if not _is_current(destination / relative, size, updated)]
+                  if not is_current(destination / relative, size, updated, _md5(blob))]
         with ThreadPoolExecutor(max_workers=max(1, self.config.workers)) as pool:
             downloads = [pool.submit(self.download, blob, url.child(relative), destination / relative)
                          for blob, relative in wanted]
             for future in downloads:
                 future.result()  # the first failure is raised; the others still finish or fail quietly
-        kept = {destination / relative for relative, *_ in objects}
-        for path in destination.rglob("*"):
-            stale = path.is_file() and path not in kept and not path.name.endswith(".partial")  # another's download
-            if stale and (only is None or only(path.relative_to(destination).as_posix())):
-                path.unlink()
-        return sorted(kept)
+        prune(destination, [relative for relative, *_ in objects], only)
+        return sorted(destination / relative for relative, *_ in objects)
 
 
 def _client():
@@ -138,12 +138,12 @@ def _client():
                              "`gcloud auth application-default login` or the metadata server)") from None
 
 
-def _is_current(path: Path, size: int, updated: float) -> bool:
+def _md5(blob) -> str | None:
+    """The object's MD5 in hex, as listed (base64); None for one listed without (a composite object)."""
     try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return False
-    return stat.st_size == size and stat.st_mtime >= updated
+        return base64.b64decode(blob.md5_hash, validate=True).hex() if blob.md5_hash else None
+    except (binascii.Error, ValueError, TypeError):
+        return None
 
 
 def _safe(url: GcsUrl, relative: str) -> str:

@@ -9,6 +9,10 @@ local folders. Reading and writing follow two rules:
   a checkpoint's ``checkpoint`` state file, a SavedModel's ``saved_model.pb``), so a reader that finds
   those finds everything they refer to. One object's PUT is atomic in S3.
 
+A staged folder, input or output, is what the store holds now (``staged.py``): a local file counts only with
+the object's bytes (size and ETag), and one the prefix lacks is removed, so a scratch copy left by an earlier
+run, another endpoint or a bucket emptied since never stands in for the store.
+
 Transient failures (throttling, 5xx, timeouts, dropped connections) are retried by botocore's
 "standard" retry mode with backoff, and dropped downloads by s3transfer; what still fails, and
 permanent errors (no such bucket, access denied), become a ``ShadownetError`` naming the object and
@@ -29,6 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 from ..errors import ShadownetError, converted
 from .gcs import READ_ONLY, GcsReader, GcsUrl, is_gcs
+from .staged import PART_SIZE, is_current, prune
 
 SCHEME = "s3://"
 
@@ -112,6 +117,10 @@ class ObjectStore:
 
     def list(self, url: S3Url) -> list[tuple[str, int, float]]:
         """(path relative to ``url``, size, last modified as a Unix time) of every object under ``url``, sorted."""
+        return [(relative, size, modified) for relative, size, modified, _ in self.listing(url)]
+
+    def listing(self, url: S3Url) -> list[tuple[str, int, float, str | None]]:
+        """Like ``list``, each with the object's ETag too (unquoted; None where the store gives none)."""
         prefix = f"{url.key}/" if url.key else ""
         found = []
         with _reported(url, "list"):
@@ -120,7 +129,8 @@ class ObjectStore:
                 for item in page.get("Contents", []):
                     relative = item["Key"][len(prefix):]
                     if relative and not relative.endswith("/"):  # "folder" marker objects hold nothing
-                        found.append((relative, int(item["Size"]), item["LastModified"].timestamp()))
+                        etag = str(item.get("ETag") or "").strip('"') or None
+                        found.append((relative, int(item["Size"]), item["LastModified"].timestamp(), etag))
         return sorted(found)
 
     def exists(self, url: S3Url) -> bool:
@@ -142,8 +152,12 @@ class ObjectStore:
         return destination
 
     def upload(self, source: Path, url: S3Url) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        # Parts of PART_SIZE: the object's ETag is then one a local copy's content can be checked against.
+        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE)
         with _reported(url, "upload"):
-            self.client.upload_file(str(source), url.bucket, url.key)
+            self.client.upload_file(str(source), url.bucket, url.key, Config=config)
 
     def delete(self, urls: Sequence[S3Url]) -> None:
         for url in urls:
@@ -152,18 +166,21 @@ class ObjectStore:
 
     def stage_in(self, url: S3Url, destination: Path, skip_existing: bool = True,
                  allow_empty: bool = False, only: Callable[[str], bool] | None = None) -> list[Path]:
-        """Every object under ``url`` into ``destination`` (same relative paths), several at once.
+        """Every object under ``url`` into ``destination`` (same relative paths), several at once; a file
+        there that the prefix does not hold is removed, so the folder is what the store has now.
 
-        With ``skip_existing``, a local file of the object's size and at least as new is kept: a restarted
-        job re-stages only what it lacks or what changed in the bucket since. ``only(relative path)``: stage
-        just the objects it accepts.
+        With ``skip_existing``, a local file with the object's content (its size and ETag) is kept: a
+        restarted job re-stages only what it lacks or what changed in the bucket since. ``only(relative
+        path)``: stage (and remove) just the objects and files it accepts.
         """
         destination = Path(destination)
-        objects = [item for item in self.list(url) if only is None or only(item[0])]
+        objects = [item for item in self.listing(url) if only is None or only(item[0])]
         if not objects and not allow_empty:
             raise ShadownetError(f"{url}: no objects under this prefix")
-        wanted = [(relative, destination / relative) for relative, size, modified in objects
-                  if not (skip_existing and _is_current(destination / relative, size, modified))]
+        if destination.is_dir():
+            prune(destination, [relative for relative, *_ in objects], only)
+        wanted = [(relative, destination / relative) for relative, size, modified, etag in objects
+                  if not (skip_existing and is_current(destination / relative, size, modified, etag))]
         self._each(lambda item: self.download(url.child(item[0]), item[1]), wanted)
         return [destination / relative for relative, *_ in objects]
 
@@ -207,11 +224,11 @@ class Arrivals:
 
     def _stage(self, store: ObjectStore, url: S3Url, names: list[str]) -> None:
         try:
-            listed = {relative: (size, modified) for relative, size, modified in store.list(url)}
+            listed = {relative: (size, modified, etag) for relative, size, modified, etag in store.listing(url)}
             for name in names:
                 if name not in listed:
                     raise ShadownetError(f"{url.child(name)}: not found (the manifest names it)")
-                if not _is_current(self.local / name, *listed[name]):
+                if not is_current(self.local / name, *listed[name]):
                     store.download(url.child(name), self.local / name)
                 self._arrived[str(self.local / name)].set()
         except BaseException as exc:  # handed to whoever waits for a file
@@ -231,14 +248,6 @@ class Arrivals:
     def error(self) -> BaseException | None:
         """Why staging stopped, if it failed (what a reader of the files should report, not TensorFlow's wrapping)."""
         return self._error
-
-
-def _is_current(path: Path, size: int, modified: float) -> bool:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return False
-    return stat.st_size == size and stat.st_mtime >= modified
 
 
 def _is_partial(path: Path) -> bool:
@@ -338,7 +347,8 @@ class Staging:
 
     def output_dir(self, path: str | Path, existing: bool = False) -> Path:
         """A local folder whose content ``sync`` sends to ``path``. ``existing``: start from what is
-        already there (a run to resume, a folder to add to)."""
+        already there (a run to resume, a folder to add to) -- what the store holds now, and only that: a
+        local file it lacks (never sent, or from another endpoint or a bucket emptied since) is removed."""
         check_writable(path)
         if not is_remote(path):
             return Path(path)
@@ -347,9 +357,9 @@ class Staging:
         if not existing:  # leftovers of an earlier attempt were never sent: start clean
             shutil.rmtree(local, ignore_errors=True)
         local.mkdir(parents=True, exist_ok=True)
-        if existing:
+        if existing:  # the folder becomes a copy of the prefix: each file the object of that name
             self.store.stage_in(url, local, allow_empty=True)
-        self._sent[str(path)] = _state(local)  # what is there already needs no upload
+        self._sent[str(path)] = _state(local)  # the store holds exactly this: it needs no upload
         return local
 
     def sync(self, local: Path, path: str | Path, last: Sequence[str] = ()) -> int:
