@@ -1,7 +1,10 @@
 """Every list of choices, in one place: the config, the CLI's flags, the job specs and the stages read them here.
 
-Plain tuples, no imports: the generation image (no TensorFlow) and the training images share this module.
+Plain tuples, and the names of a registry that is plain data too (``architectures``): the generation image
+(no TensorFlow) and the training images share this module.
 """
+
+from .architectures import ARCHITECTURES
 
 # -- datasets and records (data/)
 SYNTH_KINDS = ("lines", "captcha", "digits")
@@ -14,8 +17,8 @@ SPLITS = ("train", "validation", "test")
 # Dataset layouts (`--layout`) and `convert --to`: LAYOUTS and CONVERT_TARGETS of data/layouts.py, from the layout
 # registry (a class declared in data/ adds a layout).
 
-# -- training settings (config.TrainConfig); MODELS are learn/model.py's ARCHITECTURES
-MODELS = ("shadownet", "shadownet_small")
+# -- training settings (config.TrainConfig)
+MODELS = tuple(ARCHITECTURES)  # the model variants, by name (learn/model.py builds them)
 OPTIMIZERS = ("adam", "adadelta")
 LR_SCHEDULES = ("cosine", "constant")
 MIXED_PRECISION = ("auto", "off", "bfloat16", "float16")
@@ -26,7 +29,7 @@ HPO_METRICS = ("word_accuracy", "char_error_rate", "validation_loss")  # what a 
 # -- evaluation, export and serving (learn/)
 DECODERS = ("greedy", "beam")
 CHECKPOINTS = ("best", "latest")
-EXPORT_PRECISIONS = ("float32", "bfloat16")
+EXPORT_PRECISIONS = ("float32", "bfloat16")  # learn/inference.py's compute dtypes, by name
 EXPORT_FORMATS = ("savedmodel", "onnx")  # `export --format`, comma-separated
 QUANTIZATIONS = ("none", "int8")  # `export --quantize` (ONNX)
 

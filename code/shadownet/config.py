@@ -16,6 +16,7 @@ from typing import Any
 
 from . import choices
 from .errors import ShadownetError
+from .geometry import MIN_WIDTH, WIDTH_DOWNSAMPLE
 
 # The settings that take one of a list of values (the lists live in choices.py).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -133,8 +134,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value < 0 or (isinstance(value, float) and math.isnan(value)):
                 raise ShadownetError(f"{name} must be >= 0, not {value}")
-        if self.max_width < 8 or self.max_width % 4:
-            raise ShadownetError(f"max_width must be a multiple of 4 and at least 8, not {self.max_width}")
+        if self.max_width < MIN_WIDTH or self.max_width % WIDTH_DOWNSAMPLE:
+            raise ShadownetError(f"max_width must be a multiple of {WIDTH_DOWNSAMPLE} and at least {MIN_WIDTH}, "
+                                 f"not {self.max_width}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,8 +1,8 @@
-"""Image geometry, and turning a source image file into the bytes stored in a record.
+"""Turning a source image file into the bytes stored in a record, by the model's input geometry.
 
-Stored images are 3-channel JPEG (default) or PNG, height 32. In ``keep_ratio``
-mode the width follows the aspect ratio (clamped to ``[min_width, max_width]``);
-in ``fixed`` mode every image is 100x32, as the original trained.
+Stored images are 3-channel JPEG (default) or PNG, ``geometry.HEIGHT`` (32) px high, as wide as
+``geometry``'s width rule makes them: the aspect ratio's width clamped to ``[MIN_WIDTH, max_width]``
+(``keep_ratio``), or ``FIXED_WIDTH`` (``fixed``: 100x32, as the original trained).
 """
 
 from __future__ import annotations
@@ -12,68 +12,59 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .. import geometry
 from ..choices import IMAGE_FORMATS, INPUT_MODES
-
-# Two 2x2 poolings halve the width twice; the (2,1) poolings and the last conv keep it.
-# Every model in shadownet must keep this, since records are validated against it.
-WIDTH_DOWNSAMPLE = 4
-
+from ..geometry import WIDTH_DOWNSAMPLE, time_steps  # noqa: F401  (records are validated against them)
 
 
 @dataclass(frozen=True)
 class ImageGeometry:
-    height: int = 32
+    """How records store images: the input mode and widest width (the rest is ``geometry``'s), and the encoding."""
+
     mode: str = "keep_ratio"
-    fixed_width: int = 100
-    min_width: int = 8
     max_width: int = 800
     image_format: str = "jpeg"
     jpeg_quality: int = 90
     png_compression: int = 3
+
+    height = geometry.HEIGHT
+    fixed_width = geometry.FIXED_WIDTH
+    min_width = geometry.MIN_WIDTH
 
     def __post_init__(self) -> None:
         if self.mode not in INPUT_MODES:
             raise ValueError(f"input mode must be one of {INPUT_MODES}, not {self.mode!r}")
         if self.image_format not in IMAGE_FORMATS:
             raise ValueError(f"image format must be one of {IMAGE_FORMATS}, not {self.image_format!r}")
-        if not WIDTH_DOWNSAMPLE <= self.min_width <= self.max_width:
+        if not self.min_width <= self.max_width:
             raise ValueError(f"need {WIDTH_DOWNSAMPLE} <= min_width <= max_width")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("jpeg quality must be within 1..100")
 
     def target_width(self, width: int, height: int) -> int:
         """Width of a ``width`` x ``height`` source image once normalised."""
-        if self.mode == "fixed":
-            return self.fixed_width
-        scaled = int(round(width * self.height / height))
-        return min(max(scaled, self.min_width), self.max_width)
+        return geometry.input_width(width, height, self.mode, self.max_width)
 
     @property
     def widest(self) -> int:
         return self.fixed_width if self.mode == "fixed" else self.max_width
 
     def to_dict(self) -> dict:
-        out = {"height": self.height, "channels": 3, "mode": self.mode, "format": self.image_format}
-        if self.mode == "fixed":
-            out["width"] = self.fixed_width
-        else:
-            out.update(min_width=self.min_width, max_width=self.max_width)
+        shape = geometry.describe(self.mode, self.max_width)
+        downsample = shape.pop("width_downsample")
+        out = {key: shape.pop(key) for key in ("height", "channels", "mode")}
+        out |= {"format": self.image_format, **shape}
         if self.image_format == "jpeg":
             out["jpeg_quality"] = self.jpeg_quality
         else:
             out["png_compression"] = self.png_compression
-        out["width_downsample"] = WIDTH_DOWNSAMPLE
+        out["width_downsample"] = downsample
         return out
-
-
-def time_steps(width: int) -> int:
-    """CTC time steps the model produces for an image of this (normalised) width."""
-    return width // WIDTH_DOWNSAMPLE
 
 
 def ctc_min_steps(ids: list[int]) -> int:
     """Fewest time steps CTC needs for this label: one per character, plus a blank between repeats."""
-    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:], strict=False) if a == b)
 
 
 class ImageError(ValueError):

@@ -1,6 +1,6 @@
 """``shadownet export``: a trained model as a TF Serving SavedModel (``predict`` loads one).
 
-Layout (TF Serving's: it polls ``<export_dir>/<name>/`` for integer version folders)::
+Layout (TF Serving's: it polls ``<export_dir>/<name>/`` for integer version folders; see ``export_layout``)::
 
     <export_dir>/<name>/<version>/saved_model.pb
                                   variables/
@@ -12,10 +12,10 @@ complete, so a server never loads a half-written version; an existing version is
 Signatures (everything happens in the graph; the CTC loss is not part of it):
 
 * ``serving_default``: ``image_bytes`` string [batch], encoded JPEG/PNG/GIF/BMP/WebP images of any size
-  -> ``text`` string [batch], ``confidence`` float32 [batch]. Each image is resized to height 32
-  keeping its aspect ratio (width ``round(w * 32 / h)`` clamped to [8, max_width]), or to 100x32
-  for a model trained with ``input_mode: fixed``, with the training pipeline's own
-  ``pipeline.decode_resize``; the batch is padded to its widest image (the model masks padding, so
+  -> ``text`` string [batch], ``confidence`` float32 [batch]. Each image is resized by ``geometry``'s
+  width rule: to height 32 keeping its aspect ratio (width ``round(w * 32 / h)`` clamped to [8, max_width]),
+  or to 100x32 for a model trained with ``input_mode: fixed``, with the training pipeline's own
+  ``pipeline.preprocess``; the batch is padded to its widest image (the model masks padding, so
   an image's result does not depend on its batch). Being the only input and a string, it takes TF Serving's REST form
   ``{"instances": [{"b64": "<base64 image>"}, ...]}``. JPEG and PNG sizes are read from the header,
   so each image is decoded once.
@@ -40,70 +40,28 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from .. import __version__
+from .. import __version__, geometry
 from ..choices import CHECKPOINTS, EXPORT_FORMATS, QUANTIZATIONS
 from ..config import TrainConfig
 from ..data.charset import Charset
-from ..data.images import WIDTH_DOWNSAMPLE
-from ..errors import ShadownetError
-from . import ctc, inference, pipeline
+from ..errors import SettingError, ShadownetError
+from ..geometry import CHANNELS, HEIGHT, WIDTH_DOWNSAMPLE
+from . import ctc, inference
 from . import model as shadownet_model
+from .export_layout import (  # noqa: F401  (SAVED_MODEL_FILE: the CLI's, from here)
+    IMAGES_SIGNATURE,
+    METADATA_FILE,
+    SAVED_MODEL_FILE,
+    SERVING_SIGNATURE,
+    versions,
+)
+from .pipeline import preprocess  # the serving input; benchmarks/export.py takes it from here
 
-METADATA_FILE = "shadownet.json"
-SAVED_MODEL_FILE = "saved_model.pb"
 METADATA_FORMAT = 1
-SERVING_SIGNATURE = "serving_default"
-IMAGES_SIGNATURE = "predict_images"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-# -- the graph --------------------------------------------------------------------------------------
-
-
-def _image_size(encoded):
-    """[height, width] of one encoded image, read from the header for JPEG and PNG (no decoding)."""
-
-    def png():
-        width_height = tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.int32, little_endian=False)
-        return tf.reverse(width_height, [0])
-
-    def decoded():
-        return tf.shape(tf.io.decode_image(encoded, channels=3, expand_animations=False))[:2]
-
-    return tf.cond(
-        tf.io.is_jpeg(encoded),
-        lambda: tf.image.extract_jpeg_shape(encoded)[:2],
-        lambda: tf.cond(tf.equal(tf.strings.substr(encoded, 0, 8), PNG_SIGNATURE), png, decoded),
-    )
-
-
-def input_widths(sizes, mode: str, max_width: int):
-    """[batch, 2] (height, width) of source images -> the width each is given before the model.
-
-    ``round(w * 32 / h)`` (half to even, as Python's ``round`` in the record writer), clamped to
-    ``[8, max_width]`` by ``pipeline.target_widths``; 100 in ``fixed`` mode.
-    """
-    sizes = tf.cast(sizes, tf.float64)
-    scaled = tf.minimum(sizes[:, 1] * pipeline.HEIGHT / tf.maximum(sizes[:, 0], 1.0), 1e6)
-    return pipeline.target_widths(tf.cast(tf.round(scaled), tf.int32), mode, max_width)
-
-
-def preprocess(image_bytes, mode: str, max_width: int):
-    """Encoded images [batch] -> (float32 images [batch, 32, widest, 3] in [-1, 1], widths int32 [batch])."""
-    sizes = tf.map_fn(_image_size, image_bytes, fn_output_signature=tf.TensorSpec([2], tf.int32))
-    widths = input_widths(sizes, mode, max_width)
-    canvas = tf.maximum(tf.reduce_max(widths), pipeline.MIN_WIDTH)  # an empty batch has no widest
-    images = tf.cond(
-        tf.size(image_bytes) > 0,
-        lambda: tf.map_fn(
-            lambda args: pipeline.decode_resize(args[0], args[1], canvas),
-            (image_bytes, widths),
-            fn_output_signature=tf.TensorSpec([pipeline.HEIGHT, None, 3], tf.uint8),
-        ),
-        lambda: tf.zeros([0, pipeline.HEIGHT, canvas, 3], tf.uint8),  # map_fn cannot stack nothing
-    )
-    return tf.cast(images, tf.float32) / 127.5 - 1.0, widths
+# -- the graph ---------------------------------------------------------------------------------------
 
 
 class ServingModule(tf.Module):
@@ -119,7 +77,7 @@ class ServingModule(tf.Module):
         blank, mode, max_width = charset.blank_index, config.input_mode, config.max_width
 
         # One function that both signatures call: the weights, constants of its graph, are saved once.
-        @tf.function(input_signature=[tf.TensorSpec([None, pipeline.HEIGHT, None, 3], tf.float32),
+        @tf.function(input_signature=[tf.TensorSpec([None, HEIGHT, None, CHANNELS], tf.float32),
                                       tf.TensorSpec([None], tf.int32)])
         def recognize(images, widths):
             # A width past the image would count padding steps that do not exist in the confidence.
@@ -142,7 +100,7 @@ class ServingModule(tf.Module):
             return recognize(images, widths)
 
         @tf.function(input_signature=[
-            tf.TensorSpec([None, pipeline.HEIGHT, None, 3], tf.float32, name="images"),
+            tf.TensorSpec([None, HEIGHT, None, CHANNELS], tf.float32, name="images"),
             tf.TensorSpec([None], tf.int32, name="widths"),
         ])
         def predict_images(images, widths):
@@ -172,33 +130,26 @@ def metadata(config: TrainConfig, charset: Charset, name: str, version: int, che
         "num_classes": charset.num_classes,
         "blank_index": charset.blank_index,
         "charset_sha256": charset.sha256,
-        "input": {
-            "height": pipeline.HEIGHT,
-            "channels": 3,
-            "mode": config.input_mode,
-            **({"width": pipeline.FIXED_WIDTH} if fixed else
-               {"min_width": pipeline.MIN_WIDTH, "max_width": config.max_width}),
-            "width_downsample": WIDTH_DOWNSAMPLE,
-            "normalization": "pixel / 127.5 - 1 (RGB)",
-        },
+        "input": {**geometry.describe(config.input_mode, config.max_width), "normalization": "pixel / 127.5 - 1 (RGB)"},
         "decoder": "ctc_greedy",
         "signatures": {
             SERVING_SIGNATURE: {
                 "inputs": {"image_bytes": "string [batch]: encoded JPEG/PNG/GIF/BMP images, any size"},
                 "outputs": {"text": "string [batch], UTF-8", "confidence": "float32 [batch] in [0, 1]"},
-                "notes": ("decoded, resized to 100x32" if fixed else
-                          "decoded, resized to height 32 keeping the aspect ratio (width clamped to "
-                          f"[{pipeline.MIN_WIDTH}, {config.max_width}])")
+                "notes": (f"decoded, resized to {geometry.FIXED_WIDTH}x{HEIGHT}" if fixed else
+                          f"decoded, resized to height {HEIGHT} keeping the aspect ratio (width clamped to "
+                          f"[{geometry.MIN_WIDTH}, {config.max_width}])")
                          + ", padded to the widest of the batch, normalised to [-1, 1], recognised, greedy CTC "
                            "decoded. TF Serving REST: {\"instances\": [{\"b64\": \"<base64 image>\"}]}.",
             },
             IMAGES_SIGNATURE: {
-                "inputs": {"images": f"float32 [batch, {pipeline.HEIGHT}, width, 3] in [-1, 1], RGB",
+                "inputs": {"images": f"float32 [batch, {HEIGHT}, width, {CHANNELS}] in [-1, 1], RGB",
                            "widths": "int32 [batch]: valid width of each image (the rest is padding)"},
                 "outputs": {"text": "string [batch], UTF-8", "confidence": "float32 [batch] in [0, 1]"},
             },
         },
-        "confidence": "geometric mean per time step of the greedy path's probability: exp(log p / (width // 4))",
+        "confidence": "geometric mean per time step of the greedy path's probability: "
+                      f"exp(log p / (width // {WIDTH_DOWNSAMPLE}))",
     }
 
 
@@ -225,12 +176,12 @@ def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: 
         raise ShadownetError(f"precision must be one of {', '.join(inference.PRECISIONS)}, not {precision!r}")
     formats = tuple(dict.fromkeys(formats))
     if not formats or any(f not in EXPORT_FORMATS for f in formats):
-        raise ShadownetError(f"--format must be one or more of {', '.join(EXPORT_FORMATS)} (comma-separated), "
-                             f"not {','.join(formats)!r}")
+        raise SettingError("format", f"must be one or more of {', '.join(EXPORT_FORMATS)} (comma-separated), "
+                                     f"not {','.join(formats)!r}")
     if quantize not in QUANTIZATIONS:
-        raise ShadownetError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
+        raise SettingError("quantize", f"must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
     if quantize != "none" and "onnx" not in formats:
-        raise ShadownetError("--quantize applies to the ONNX export: add --format onnx")
+        raise SettingError("quantize", "applies to the ONNX export: add --format onnx")
     if not _NAME.match(name or ""):
         raise ShadownetError(f"model name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
@@ -271,9 +222,3 @@ def export(model_dir: Path, export_dir: Path, name: str = "shadownet", version: 
         shutil.rmtree(staging, ignore_errors=True)
     return final
 
-
-def versions(base: Path) -> list[int]:
-    """Integer version folders under ``base`` (what TF Serving would load)."""
-    if not Path(base).is_dir():
-        return []
-    return sorted(int(p.name) for p in Path(base).iterdir() if p.is_dir() and p.name.isdigit())

@@ -27,11 +27,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..data.images import WIDTH_DOWNSAMPLE
+from ..choices import EXPORT_PRECISIONS
 from ..errors import ShadownetError
+from ..geometry import time_steps
 from .model import MaskColumns, SequenceMask
 
-PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16}
+PRECISIONS = {name: tf.as_dtype(name) for name in EXPORT_PRECISIONS}  # compute dtypes, by their names
 
 Step = Callable[[dict], None]  # updates the running state: x, widths, lengths
 
@@ -87,7 +88,7 @@ def _step(layer, dtype) -> Step:
         # The recurrent part runs in float32 (see the module's notes).
         return lambda s: s.update(x=tf.reshape(tf.cast(s["x"], tf.float32), [tf.shape(s["x"])[0], -1, channels]))
     if isinstance(layer, SequenceMask):
-        return lambda s: s.update(lengths=s["widths"] // WIDTH_DOWNSAMPLE)
+        return lambda s: s.update(lengths=time_steps(s["widths"]))
     if isinstance(layer, keras.layers.Bidirectional):
         return _bidirectional(layer)
     if isinstance(layer, keras.layers.Dense):

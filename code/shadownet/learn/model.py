@@ -12,27 +12,11 @@ Layer plan (the original's): conv 64 -> pool 2x2 -> conv 128 -> pool 2x2 -> conv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers, ops
 
-from ..data.images import WIDTH_DOWNSAMPLE
-
-HEIGHT = 32
-
-
-@dataclass(frozen=True)
-class Architecture:
-    filters: tuple[int, ...]  # the seven convolutions
-    lstm_units: int
-
-
-ARCHITECTURES = {
-    "shadownet": Architecture(filters=(64, 128, 256, 256, 512, 512, 512), lstm_units=256),
-    # A quarter of the compute, for tests and quick CPU runs.
-    "shadownet_small": Architecture(filters=(32, 64, 128, 128, 256, 256, 256), lstm_units=128),
-}
+from ..architectures import ARCHITECTURES
+from ..geometry import CHANNELS, HEIGHT, WIDTH_DOWNSAMPLE, time_steps
 
 
 @keras.saving.register_keras_serializable(package="shadownet")
@@ -41,7 +25,7 @@ class SequenceMask(layers.Layer):
 
     def call(self, widths, features):
         steps = ops.shape(features)[1]
-        lengths = ops.floor_divide(ops.cast(widths, "int32"), WIDTH_DOWNSAMPLE)
+        lengths = time_steps(ops.cast(widths, "int32"))
         return ops.less(ops.arange(steps)[None, :], lengths[:, None])
 
     def compute_output_shape(self, widths_shape, features_shape):
@@ -78,7 +62,7 @@ def build(name: str, num_classes: int, synchronized_batch_norm: bool = False) ->
     replica's slice, so that training on several devices computes what one device would.
     """
     arch = ARCHITECTURES[name]
-    images = keras.Input(shape=(HEIGHT, None, 3), name="image")
+    images = keras.Input(shape=(HEIGHT, None, CHANNELS), name="image")
     widths = keras.Input(shape=(), dtype="int32", name="width")
     f = arch.filters
 
@@ -96,14 +80,15 @@ def build(name: str, num_classes: int, synchronized_batch_norm: bool = False) ->
     # dropped, as pooling an unpadded image of that width would drop them.
     x = MaskColumns(2, name="mask_pool1")(layers.MaxPooling2D(2, name="pool1")(x), widths)  # 16 x W/2
     x = conv(x, f[1], 2, downsample=2)
-    x = MaskColumns(4, name="mask_pool2")(layers.MaxPooling2D(2, name="pool2")(x), widths)  # 8 x W/4
-    x = conv(x, f[2], 3, downsample=4)
-    x = conv(x, f[3], 4, downsample=4)
+    # The last halving: from here on a column is one time step (geometry.WIDTH_DOWNSAMPLE == 2 * 2).
+    x = MaskColumns(WIDTH_DOWNSAMPLE, name="mask_pool2")(layers.MaxPooling2D(2, name="pool2")(x), widths)  # 8 x W/4
+    x = conv(x, f[2], 3, downsample=WIDTH_DOWNSAMPLE)
+    x = conv(x, f[3], 4, downsample=WIDTH_DOWNSAMPLE)
     x = layers.MaxPooling2D((2, 1), name="pool3")(x)  # 4 x W/4
-    x = conv(x, f[4], 5, downsample=4, batch_norm=True)
-    x = conv(x, f[5], 6, downsample=4, batch_norm=True)
+    x = conv(x, f[4], 5, downsample=WIDTH_DOWNSAMPLE, batch_norm=True)
+    x = conv(x, f[5], 6, downsample=WIDTH_DOWNSAMPLE, batch_norm=True)
     x = layers.MaxPooling2D((2, 1), name="pool4")(x)  # 2 x W/4
-    x = conv(x, f[6], 7, downsample=4, kernel=2, strides=(2, 1))  # 1 x W/4
+    x = conv(x, f[6], 7, downsample=WIDTH_DOWNSAMPLE, kernel=2, strides=(2, 1))  # 1 x W/4
     features = layers.Reshape((-1, f[6]), name="to_sequence")(x)  # [batch, W/4, channels]
     mask = SequenceMask(name="sequence_mask")(widths, features)
     x = layers.Bidirectional(layers.LSTM(arch.lstm_units, return_sequences=True), name="bilstm1")(
@@ -124,5 +109,5 @@ def freeze(model: keras.Model, which: str) -> None:
 
 
 def sequence_lengths(widths):
-    """Time steps of each image: ``width // 4`` (int32)."""
-    return ops.floor_divide(ops.cast(widths, "int32"), WIDTH_DOWNSAMPLE)
+    """Time steps of each image: ``width // 4`` (int32; ``geometry.time_steps``)."""
+    return time_steps(ops.cast(widths, "int32"))

@@ -1,4 +1,4 @@
-"""``export --format onnx``: the frozen inference function as ``NAME/VERSION/model.onnx``; and reading it back.
+"""``export --format onnx``: the frozen inference function as ``NAME/VERSION/model.onnx``.
 
 The graph is ``inference.freeze``'s, converted by tf2onnx, so it is the SavedModel's own computation:
 
@@ -17,8 +17,7 @@ also there one by one: ``characters`` (a JSON list: class index -> character), `
 ``--quantize int8`` also writes ``model.int8.onnx``: onnxruntime's dynamic quantisation (int8 weights of
 the matrix products and LSTMs, activations quantised at run time), with the same metadata.
 
-``OnnxPredictor`` runs a model through onnxruntime with the SavedModel's own image decoding, resizing
-and text decoding (``export.preprocess``, ``ctc.greedy``): one implementation, so the two cannot drift.
+``predict.OnnxPredictor`` reads it back.
 """
 
 from __future__ import annotations
@@ -28,19 +27,13 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
-from ..data.images import WIDTH_DOWNSAMPLE
-from ..errors import DataError, ShadownetError
-from . import ctc, pipeline
-from .predict import BatchPredictor
+from ..geometry import CHANNELS, HEIGHT, time_steps
+from .export_layout import INT8_FILE, ONNX_FILE, ONNX_METADATA_KEY
 
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
 # The newest opset tf2onnx writes well and every onnxruntime since 1.14 runs.
 OPSET = 17
-METADATA_KEY = "shadownet"
 
 
 def config_sha256(config_dict: dict) -> str:
@@ -51,7 +44,7 @@ def metadata_props(meta: dict) -> dict[str, str]:
     """The model's metadata: the whole description under ``shadownet``, and each key a client needs."""
     source = meta["input"]
     props = {
-        METADATA_KEY: json.dumps(dict(meta, format="shadownet-onnx"), ensure_ascii=False),
+        ONNX_METADATA_KEY: json.dumps(dict(meta, format="shadownet-onnx"), ensure_ascii=False),
         "characters": json.dumps(list(meta["characters"]), ensure_ascii=False),
         "blank_index": str(meta["blank_index"]),
         "input_height": str(source["height"]),
@@ -74,17 +67,17 @@ def write(forward, meta: dict, folder: Path, quantize: str = "none") -> list[Pat
     import onnx
     import tf2onnx
 
-    @tf.function(input_signature=[tf.TensorSpec([None, pipeline.HEIGHT, None, 3], tf.float32, name="images"),
+    @tf.function(input_signature=[tf.TensorSpec([None, HEIGHT, None, CHANNELS], tf.float32, name="images"),
                                   tf.TensorSpec([None], tf.int32, name="widths")])
     def recognize(images, widths):
         widths = tf.clip_by_value(widths, 0, tf.shape(images)[2])
         logits = forward(images, widths)
         return {"logits": tf.identity(logits, name="logits"),
                 "ids": tf.argmax(logits, -1, output_type=tf.int32, name="ids"),
-                "lengths": tf.identity(widths // WIDTH_DOWNSAMPLE, name="lengths")}
+                "lengths": tf.identity(time_steps(widths), name="lengths")}
 
     proto, _ = tf2onnx.convert.from_function(recognize, input_signature=recognize.input_signature, opset=OPSET)
-    proto.doc_string = f"shadownet {meta['model']} text recogniser; see the metadata key {METADATA_KEY!r}"
+    proto.doc_string = f"shadownet {meta['model']} text recogniser; see the metadata key {ONNX_METADATA_KEY!r}"
     _set_metadata(proto, metadata_props(meta))
     onnx.checker.check_model(proto)
     folder.mkdir(parents=True, exist_ok=True)
@@ -115,62 +108,3 @@ def _quantize(source: Path, target: Path, props: dict[str, str]) -> Path:
     _set_metadata(proto, dict(props, quantization="int8 dynamic (onnxruntime)"))
     onnx.save(proto, str(target))
     return target
-
-
-# -- reading a model back ---------------------------------------------------------------------------
-
-
-class OnnxPredictor(BatchPredictor):
-    """A ``model.onnx`` written by ``export --format onnx``, run by onnxruntime."""
-
-    def __init__(self, path: Path):
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ShadownetError(f"{self.path}: no such ONNX model")
-        try:
-            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"{self.path}: not a loadable ONNX model ({reason[:200]})") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in props:
-            raise DataError(f"{self.path}: an ONNX model without shadownet's metadata (key {METADATA_KEY!r}); "
-                            "export it with shadownet export --format onnx")
-        try:
-            self.metadata = json.loads(props[METADATA_KEY])
-            self.characters = tf.constant(list(self.metadata["characters"]), tf.string)
-            blank, mode = int(self.metadata["blank_index"]), self.metadata["input"]["mode"]
-            max_width = int(self.metadata["config"]["max_width"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{self.path}: shadownet metadata is unreadable ({exc})") from None
-        names = {i.name for i in self.session.get_inputs()}
-        if names != {"images", "widths"}:
-            raise DataError(f"{self.path}: inputs are {sorted(names)}, expected images and widths")
-
-        from .export import preprocess
-
-        self._preprocess = tf.function(lambda image_bytes: preprocess(image_bytes, mode, max_width),
-                                       input_signature=[tf.TensorSpec([None], tf.string)])
-        self._decode = tf.function(
-            lambda logits, lengths: _texts(logits, lengths, blank, self.characters),
-            input_signature=[tf.TensorSpec([None, None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
-
-    def scores(self, images: np.ndarray, widths: np.ndarray) -> dict[str, np.ndarray]:
-        """The model's outputs for preprocessed images: ``logits``, ``ids``, ``lengths``."""
-        names = [o.name for o in self.session.get_outputs()]
-        outputs = self.session.run(names, {"images": np.asarray(images, np.float32),
-                                           "widths": np.asarray(widths, np.int32)})
-        return dict(zip(names, outputs))
-
-    def _recognize(self, chunk: list[bytes]):
-        pixels, widths = self._preprocess(tf.constant(chunk, dtype=tf.string))
-        out = self.scores(pixels.numpy(), widths.numpy())
-        texts, confidences = self._decode(tf.constant(out["logits"]), tf.constant(out["lengths"]))
-        return texts.numpy(), confidences.numpy()
-
-
-def _texts(logits, lengths, blank: int, characters):
-    ids, confidence = ctc.greedy(logits, lengths, blank)
-    return ctc.to_text(ids, characters), confidence

@@ -2,7 +2,7 @@
 
 A batch is ``(inputs, targets)``:
 
-* inputs: ``image`` float32 [batch, 32, W, 3] in [-1, 1]; ``width`` int32 [batch], the valid
+* inputs: ``image`` float32 [batch, 32, W, 3] in [-1, 1] (``geometry.HEIGHT``); ``width`` int32 [batch], the valid
   width of each image (what lies beyond it is padding, which the model masks out).
 * targets: ``label`` int32 [batch, L] (zero-padded), ``label_length`` int32 [batch];
   evaluation batches also carry ``text`` and ``source`` strings.
@@ -12,6 +12,10 @@ here, more than decoding a 32-px JPEG. So serialized records are grouped first, 
 them is sorted by width (read from the record, no decoding) and cut into batches of similar
 widths, and each batch is parsed, decoded and augmented by one function call. Batches are
 padded to one of a few fixed widths, so the training step sees a handful of shapes.
+
+Also the graph's side of ``geometry``: its width rule on tensors (``input_widths``, ``target_widths``),
+the resize (``resize``) and the serving input (``preprocess``: encoded images of any size -> a batch), which
+the export, its ONNX reader and the server share.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from .. import geometry
 from ..config import TrainConfig
-from ..data.images import WIDTH_DOWNSAMPLE
 from ..data.record_format import (
     IMAGE_ENCODED,
     IMAGE_SOURCE,
@@ -30,11 +34,9 @@ from ..data.record_format import (
     LABEL_LENGTH,
     LABEL_TEXT,
 )
+from ..geometry import HEIGHT, WIDTH_DOWNSAMPLE
 from . import read_records
 
-HEIGHT = 32
-FIXED_WIDTH = 100
-MIN_WIDTH = 8
 WINDOW_BATCHES = 16  # batches sorted together by width
 
 
@@ -44,24 +46,97 @@ def bucket_widths(max_width: int) -> list[int]:
     return sorted(w for w in widths if w <= max_width)
 
 
+class TensorOps:
+    """``geometry``'s width rule on tensors: float64 sizes in, int32 widths out."""
+
+    @staticmethod
+    def round(x):
+        return tf.cast(tf.round(tf.minimum(x, 1e6)), tf.int32)  # half to even, as Python's round
+
+    @staticmethod
+    def at_least_one(x):
+        return tf.maximum(x, 1.0)
+
+    @staticmethod
+    def clip(x, low: int, high: int):
+        return tf.clip_by_value(x, low, high)
+
+    @staticmethod
+    def fill_like(x, value: int):
+        return tf.fill(tf.shape(x), value)
+
+
+def input_widths(sizes, mode: str, max_width: int):
+    """[batch, 2] (height, width) of source images -> the width each is given before the model
+    (``geometry.input_width``)."""
+    sizes = tf.cast(sizes, tf.float64)
+    return geometry.input_width(sizes[:, 1], sizes[:, 0], mode, max_width, TensorOps)
+
+
 def target_widths(widths, mode: str, max_width: int):
-    """Width each image is given before the model: 100 (fixed) or its own, clamped (keep_ratio)."""
-    if mode == "fixed":
-        return tf.fill(tf.shape(widths), FIXED_WIDTH)
-    return tf.clip_by_value(tf.cast(widths, tf.int32), MIN_WIDTH, max_width)
+    """Widths of records (already ``HEIGHT`` px high) -> the width each is given before the model
+    (``geometry.fit_width``): ``FIXED_WIDTH`` (fixed) or its own, clamped (keep_ratio)."""
+    return geometry.fit_width(tf.cast(widths, tf.int32), mode, max_width, TensorOps)
 
 
-def decode_resize(encoded, width, canvas_width):
-    """One encoded image -> uint8 [32, canvas_width, 3], resized to ``width`` and zero-padded."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
+def resize(image, width):
+    """uint8 [h, w, 3] -> uint8 [HEIGHT, width, 3] (antialiased bilinear; unchanged when already that size)."""
     size = tf.shape(image)
-    image = tf.cond(
+    return tf.cond(
         tf.logical_and(tf.equal(size[0], HEIGHT), tf.equal(size[1], width)),
         lambda: image,
         lambda: tf.cast(tf.round(tf.image.resize(image, tf.stack([HEIGHT, width]), antialias=True)), tf.uint8),
     )
-    return tf.pad(image, [[0, 0], [0, canvas_width - width], [0, 0]])
+
+
+def decode_resize(encoded, width, canvas_width):
+    """One encoded image -> uint8 [HEIGHT, canvas_width, 3], resized to ``width`` and zero-padded."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return tf.pad(resize(image, width), [[0, 0], [0, canvas_width - width], [0, 0]])
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def image_size(encoded):
+    """[height, width] of one encoded image, read from the header for JPEG and PNG (no decoding)."""
+
+    def png():
+        width_height = tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.int32, little_endian=False)
+        return tf.reverse(width_height, [0])
+
+    def decoded():
+        return tf.shape(tf.io.decode_image(encoded, channels=3, expand_animations=False))[:2]
+
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.image.extract_jpeg_shape(encoded)[:2],
+        lambda: tf.cond(tf.equal(tf.strings.substr(encoded, 0, 8), PNG_SIGNATURE), png, decoded),
+    )
+
+
+def preprocess(image_bytes, mode: str, max_width: int):
+    """Encoded images [batch] of any size -> (float32 images [batch, HEIGHT, widest, 3] in [-1, 1], widths
+    int32 [batch]): each resized by the width rule (``input_widths``), padded to the widest, normalised."""
+    sizes = tf.map_fn(image_size, image_bytes, fn_output_signature=tf.TensorSpec([2], tf.int32))
+    widths = input_widths(sizes, mode, max_width)
+    canvas = tf.maximum(tf.reduce_max(widths), geometry.MIN_WIDTH)  # an empty batch has no widest
+    images = tf.cond(
+        tf.size(image_bytes) > 0,
+        lambda: tf.map_fn(
+            lambda args: decode_resize(args[0], args[1], canvas),
+            (image_bytes, widths),
+            fn_output_signature=tf.TensorSpec([HEIGHT, None, 3], tf.uint8),
+        ),
+        lambda: tf.zeros([0, HEIGHT, canvas, 3], tf.uint8),  # map_fn cannot stack nothing
+    )
+    return normalize(images), widths
+
+
+def normalize(images):
+    """uint8 pixels -> float32 in [-1, 1], as the model reads them."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
 def ctc_min_widths(labels, lengths):
@@ -112,7 +187,7 @@ def _pad_to_bucket(images, buckets: list[int]):
 
 def make_batch_fn(config: TrainConfig, training: bool):
     """serialized [n] -> (inputs, targets) for the model; see the module docstring."""
-    buckets = [FIXED_WIDTH] if config.input_mode == "fixed" else bucket_widths(config.max_width)
+    buckets = [geometry.FIXED_WIDTH] if config.input_mode == "fixed" else bucket_widths(config.max_width)
 
     def batch_fn(serialized):
         parsed = tf.io.parse_example(serialized, read_records.FEATURES)
@@ -133,7 +208,7 @@ def make_batch_fn(config: TrainConfig, training: bool):
             (encoded, widths),
             fn_output_signature=tf.TensorSpec([HEIGHT, None, 3], tf.uint8),
         )
-        images = tf.cast(images, tf.float32) / 127.5 - 1.0
+        images = normalize(images)
         if training and config.augment:
             if config.input_mode == "keep_ratio":
                 images, widths = _stretch(images, widths, ctc_min_widths(labels, lengths), config.max_width)

@@ -5,10 +5,10 @@ The server runs the same operations in steps, so that each image is checked on i
 image fails its request, not the batch it would have joined) and each stage is timed:
 
 * ``decode``: the encoded bytes -> uint8 pixels [h, w, 3] (``tf.io.decode_image``, first frame);
-* ``preprocess``: -> uint8 [32, width, 3], the width as ``export.input_widths`` gives it, resized
-  as ``pipeline.decode_resize`` does;
+* ``preprocess``: -> uint8 [32, width, 3], the width by ``geometry``'s rule (``pipeline.input_widths``),
+  resized by ``pipeline.resize``;
 * ``model``: a batch of them, zero-padded to the widest and normalised to [-1, 1] as
-  ``export.preprocess`` does, through the export's ``predict_images`` signature (the network and
+  ``pipeline.preprocess`` does, through the export's ``predict_images`` signature (the network and
   its greedy CTC decoding, which the graph does);
 * ``text``: the outputs as Python strings and floats.
 
@@ -26,12 +26,16 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from .. import geometry
 from ..errors import ShadownetError
-from ..learn import export, pipeline
+from ..geometry import CHANNELS, HEIGHT
+from ..learn import export_layout, pipeline
 from ..learn.predict import resolve
 
-MIN_HEIGHT = 8  # px: fewer rows hold no legible text line
-MIN_WIDTH = 4
+# The smallest image a request may send, before it is resized (geometry.MIN_WIDTH is the narrowest the
+# model reads, after): fewer rows hold no legible text line.
+MIN_SOURCE_HEIGHT = 8
+MIN_SOURCE_WIDTH = 4
 MAX_PIXELS = 40_000_000  # refused before decoding (a small PNG can inflate to gigabytes)
 
 
@@ -47,7 +51,7 @@ class InstanceError(Exception):
 class Prepared:
     """One image ready for the model, with the time its stages took (seconds)."""
 
-    pixels: np.ndarray  # uint8 [32, width, 3]
+    pixels: np.ndarray  # uint8 [HEIGHT, width, 3]
     decode_s: float
     preprocess_s: float
 
@@ -56,8 +60,8 @@ def find_export(path: Path) -> Path:
     """A version folder, a ``<name>`` folder of versions, or a folder holding one ``<name>/`` (what a
     training job leaves in ``/opt/ml/model``; ``AIP_MODEL_DIR``) -> the version folder."""
     path = Path(path)
-    if path.is_dir() and not (path / export.SAVED_MODEL_FILE).is_file() and not export.versions(path):
-        names = sorted(p for p in path.iterdir() if p.is_dir() and export.versions(p))
+    if path.is_dir() and not (path / export_layout.SAVED_MODEL_FILE).is_file() and not export_layout.versions(path):
+        names = sorted(p for p in path.iterdir() if p.is_dir() and export_layout.versions(p))
         if len(names) == 1:
             return resolve(names[0])
         if len(names) > 1:
@@ -71,7 +75,7 @@ class ServingModel:
 
     def __init__(self, path: Path):
         self.path = find_export(path)
-        meta_file = self.path / "assets" / export.METADATA_FILE
+        meta_file = self.path / "assets" / export_layout.METADATA_FILE
         try:
             self.metadata = json.loads(meta_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -79,10 +83,10 @@ class ServingModel:
         self.name = self.metadata.get("name", "shadownet")
         self.version = int(self.metadata.get("version", self.path.name if self.path.name.isdigit() else 1))
         loaded = tf.saved_model.load(str(self.path))
-        if export.IMAGES_SIGNATURE not in loaded.signatures:
-            raise ShadownetError(f"{self.path}: the SavedModel has no {export.IMAGES_SIGNATURE} signature")
+        if export_layout.IMAGES_SIGNATURE not in loaded.signatures:
+            raise ShadownetError(f"{self.path}: the SavedModel has no {export_layout.IMAGES_SIGNATURE} signature")
         self._loaded = loaded  # keeps the variables alive
-        self._network = loaded.signatures[export.IMAGES_SIGNATURE]
+        self._network = loaded.signatures[export_layout.IMAGES_SIGNATURE]
         self.mode = self.metadata["input"]["mode"]
         self.max_width = int(self.metadata["config"]["max_width"])
         self._canvases = pipeline.bucket_widths(self.max_width) if self.mode == "keep_ratio" else []
@@ -95,21 +99,14 @@ class ServingModel:
             image.set_shape([None, None, 3])
             return image
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        @tf.function(input_signature=[tf.TensorSpec([None, None, CHANNELS], tf.uint8)])
         def resize(image):
-            width = export.input_widths(tf.shape(image)[None, :2], mode, max_width)[0]
-            size = tf.shape(image)
-            return tf.cond(
-                tf.logical_and(tf.equal(size[0], pipeline.HEIGHT), tf.equal(size[1], width)),
-                lambda: image,
-                lambda: tf.cast(tf.round(tf.image.resize(image, tf.stack([pipeline.HEIGHT, width]),
-                                                         antialias=True)), tf.uint8),
-            )
+            return pipeline.resize(image, pipeline.input_widths(tf.shape(image)[None, :2], mode, max_width)[0])
 
-        @tf.function(input_signature=[tf.TensorSpec([None, pipeline.HEIGHT, None, 3], tf.uint8),
+        @tf.function(input_signature=[tf.TensorSpec([None, HEIGHT, None, CHANNELS], tf.uint8),
                                       tf.TensorSpec([None], tf.int32)])
         def network(images, widths):
-            out = self._network(images=tf.cast(images, tf.float32) / 127.5 - 1.0, widths=widths)
+            out = self._network(images=pipeline.normalize(images), widths=widths)
             return out["text"], out["confidence"]
 
         self._decode, self._resize, self._run = decode, resize, network
@@ -128,12 +125,13 @@ class ServingModel:
             raise InstanceError("not a decodable image (JPEG, PNG, GIF, BMP or WebP)") from None
         decoded = clock()
         height, width = image.shape[:2]
-        if height < MIN_HEIGHT or width < MIN_WIDTH:
-            raise InstanceError(f"image of {width}x{height} px is too small (at least {MIN_WIDTH}x{MIN_HEIGHT})")
-        scaled = round(width * pipeline.HEIGHT / height)
+        if height < MIN_SOURCE_HEIGHT or width < MIN_SOURCE_WIDTH:
+            raise InstanceError(f"image of {width}x{height} px is too small "
+                                f"(at least {MIN_SOURCE_WIDTH}x{MIN_SOURCE_HEIGHT})")
+        scaled = geometry.scaled_width(width, height)
         if self.mode == "keep_ratio" and scaled > self.max_width:
             raise InstanceError(f"image of {width}x{height} px is too wide: {scaled} px at height "
-                                f"{pipeline.HEIGHT}, and this model reads up to {self.max_width}")
+                                f"{HEIGHT}, and this model reads up to {self.max_width}")
         pixels = self._resize(image).numpy()
         return Prepared(pixels, decoded - start, clock() - decoded)
 
@@ -144,9 +142,9 @@ class ServingModel:
         widths = np.array([p.shape[1] for p in batch], np.int32)
         # The padded width rounded up to training's bucket widths: fewer shapes for oneDNN to prepare, and
         # the same texts (the model masks what lies past each image's width).
-        widest = max(int(widths.max()), pipeline.MIN_WIDTH)
+        widest = max(int(widths.max()), geometry.MIN_WIDTH)
         canvas = next((w for w in self._canvases if w >= widest), widest)
-        images = np.zeros((len(batch), pipeline.HEIGHT, canvas, 3), np.uint8)
+        images = np.zeros((len(batch), HEIGHT, canvas, CHANNELS), np.uint8)
         for i, pixels in enumerate(batch):
             images[i, :, : pixels.shape[1]] = pixels
         with self._lock:
@@ -157,7 +155,7 @@ class ServingModel:
         """One call per stage and a few batch shapes, so that the first requests do not build them."""
         widths = [min(w, self.max_width) for w in widths]
         for width in widths:
-            png = tf.io.encode_png(tf.fill([pipeline.HEIGHT, width, 3], tf.constant(255, tf.uint8))).numpy()
+            png = tf.io.encode_png(tf.fill([HEIGHT, width, CHANNELS], tf.constant(255, tf.uint8))).numpy()
             prepared = self.prepare(png, clock)
             for size in batches:
                 self.recognize([prepared.pixels] * size)
@@ -165,7 +163,7 @@ class ServingModel:
 
 def _header_size(encoded: bytes) -> tuple[int, int]:
     """(height, width) from a PNG's or JPEG's header; (0, 0) when not found (then decoding decides)."""
-    if encoded[:8] == export.PNG_SIGNATURE and len(encoded) >= 24:
+    if encoded[:8] == pipeline.PNG_SIGNATURE and len(encoded) >= 24:
         width, height = struct.unpack(">II", encoded[16:24])
         return height, width
     if encoded[:2] == b"\xff\xd8":
