@@ -15,13 +15,13 @@ import numpy as np
 import tensorflow as tf
 
 from ..choices import DECODERS
-from ..errors import ShadownetError
+from ..errors import SettingError, ShadownetError
 from ..fileio import write_text_atomic
 from . import ctc, pipeline, read_records
 from . import model as shadownet_model
 from .lexicon import Lexicon
 from .metrics import Prediction, summarize, write_grid
-from .run_dir import load_model
+from .run_dir import load_model, report_name
 
 GRID_ITEMS = 32
 
@@ -44,7 +44,7 @@ class EvalConfig:
 def evaluate(config: EvalConfig) -> dict:
     """Decode every sample of the split; returns the report (also written to disk)."""
     if config.decoder not in DECODERS:
-        raise ShadownetError(f"--decoder must be one of {', '.join(DECODERS)}, not {config.decoder!r}")
+        raise SettingError("decoder", f"must be one of {', '.join(DECODERS)}, not {config.decoder!r}")
     manifest = read_records.read_manifest(config.tfrecords_dir)
     model, train_config, charset = load_model(config.model_dir, config.checkpoint)
     if read_records.charset_of(manifest) != charset:
@@ -72,7 +72,7 @@ def evaluate(config: EvalConfig) -> dict:
         if lexicon:
             best = _constrain(lexicon, texts, logits, lengths, charset, blank)
         widths = inputs["width"].numpy()
-        for i, (truth, source) in enumerate(zip(targets["text"].numpy(), targets["source"].numpy())):
+        for i, (truth, source) in enumerate(zip(targets["text"].numpy(), targets["source"].numpy(), strict=True)):
             image = None
             if len(predictions) < GRID_ITEMS:
                 image = ((inputs["image"][i, :, : widths[i]].numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
@@ -90,7 +90,7 @@ def evaluate(config: EvalConfig) -> dict:
         "model": train_config.model,
         "lexicon_size": len(lexicon) if lexicon else 0,
     }
-    report_path = Path(config.report or Path(config.model_dir) / f"evaluation-{config.split}.json")
+    report_path = Path(config.report or Path(config.model_dir) / report_name(config.split))
     report_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(report_path, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     write_grid(Path(config.grid or report_path.with_suffix(".png")), predictions[:GRID_ITEMS])

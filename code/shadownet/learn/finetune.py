@@ -29,7 +29,7 @@ from ..data.charset import Charset
 from ..errors import DataError, ShadownetError
 from . import model as shadownet_model
 from . import run_dir
-from .trainer import set_precision
+from .precision import set_precision
 
 OUTPUT_LAYER = "logits"
 

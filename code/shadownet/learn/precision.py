@@ -37,6 +37,14 @@ def choose(mode: str, hardware: Hardware) -> str:
     return "off"
 
 
+def set_precision(mode: str) -> None:
+    """Keras' dtype policy is process-wide; set it before any model is built (``mode`` resolved, not ``auto``)."""
+    import keras
+
+    keras.mixed_precision.set_global_policy({"off": "float32", "bfloat16": "mixed_bfloat16",
+                                             "float16": "mixed_float16"}[mode])
+
+
 def detect(cpuinfo: Path = Path("/proc/cpuinfo")) -> Hardware:
     """This machine: the CPU's feature flags and the compute capability of each GPU TensorFlow sees."""
     import tensorflow as tf

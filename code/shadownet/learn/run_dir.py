@@ -158,7 +158,7 @@ def load_model(model_dir: Path, which: str = "best"):
     import tensorflow as tf
 
     from . import model as shadownet_model
-    from .trainer import set_precision
+    from .precision import set_precision
 
     model_dir = Path(model_dir)
     config, charset = read_run(model_dir)

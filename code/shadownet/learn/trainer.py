@@ -20,9 +20,12 @@ import tensorflow as tf
 from ..config import TrainConfig
 from ..data.charset import Charset
 from ..errors import ShadownetError
+from ..geometry import CHANNELS, HEIGHT
 from . import ctc, distribute, precision
 from . import model as shadownet_model
 from .metrics import Prediction, summarize
+from .precision import set_precision
+from .run_dir import BEST_DIR, CHECKPOINTS_DIR
 
 FLOOR = 0.05  # of the peak learning rate, reached at the end of the cosine decay
 
@@ -73,12 +76,6 @@ def make_optimizer(config: TrainConfig, replicas: int = 1) -> keras.optimizers.O
     return optimizer
 
 
-def set_precision(mode: str) -> None:
-    """Keras' dtype policy is process-wide; set it before any model is built (``mode`` resolved, not ``auto``)."""
-    keras.mixed_precision.set_global_policy({"off": "float32", "bfloat16": "mixed_bfloat16",
-                                             "float16": "mixed_float16"}[mode])
-
-
 def resolve_precision(config: TrainConfig) -> TrainConfig:
     """``config`` with ``mixed_precision: auto`` replaced by what this machine runs best."""
     if config.mixed_precision != "auto":
@@ -86,7 +83,7 @@ def resolve_precision(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, mixed_precision=precision.choose("auto", precision.detect()))
 
 
-INPUTS_SPEC = {"image": tf.TensorSpec([None, shadownet_model.HEIGHT, None, 3], tf.float32),
+INPUTS_SPEC = {"image": tf.TensorSpec([None, HEIGHT, None, CHANNELS], tf.float32),
                "width": tf.TensorSpec([None], tf.int32)}
 EVAL_TARGETS_SPEC = {"label": tf.TensorSpec([None, None], tf.int32),
                      "label_length": tf.TensorSpec([None], tf.int32),
@@ -128,9 +125,9 @@ class Trainer:
         self.chief = distribute.is_chief(self.strategy)
         # Every worker saves; only the chief where the run lives, the others into scratch (see save).
         self.write_dir = self.model_dir if self.chief else Path(tempfile.mkdtemp(prefix="shadownet-worker-"))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / "checkpoints",
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / CHECKPOINTS_DIR,
                                                   max_to_keep=config.keep_checkpoints)
-        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / "best", max_to_keep=1)
+        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / BEST_DIR, max_to_keep=1)
         self.worker_mean = distribute.worker_mean(self.strategy)
         self.train_step = tf.function(self._train_step, jit_compile=bool(config.xla), reduce_retracing=True)
         # Evaluation runs outside the replicas, on the first device's copy of the weights.
@@ -202,7 +199,7 @@ class Trainer:
         Every worker reads ``model_dir`` (shared, or synced from the same bucket); they must all find
         the same step, or their steps would not match.
         """
-        self.restored_from = tf.train.latest_checkpoint(str(self.model_dir / "checkpoints"))
+        self.restored_from = tf.train.latest_checkpoint(str(self.model_dir / CHECKPOINTS_DIR))
         if self.restored_from:
             self.checkpoint.restore(self.restored_from).expect_partial()
         step = int(self.step.numpy())
@@ -237,7 +234,7 @@ class Trainer:
                 return None, []
             batch_losses, ids, confidence = self.eval_step(inputs, targets)
             losses.append(batch_losses.numpy())
-            for i, (row, truth) in enumerate(zip(ids.numpy(), targets["text"].numpy())):
+            for i, (row, truth) in enumerate(zip(ids.numpy(), targets["text"].numpy(), strict=True)):
                 truth = truth.decode("utf-8")
                 text = self.charset.decode(c for c in row if c >= 0)
                 predictions.append(Prediction("", truth, text, float(confidence[i])))
