@@ -82,7 +82,7 @@ OVERRIDES = $(if $(MODEL),--model $(MODEL)) $(if $(TRAIN_STEPS),--train-steps $(
 LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv sagemaker-sdk sample demo test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune bench-worker-loss bench-export bench-serve lint lock clean clean-docker \
+.PHONY: help venv sagemaker-sdk sample demo docs test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune bench-worker-loss bench-export bench-serve lint lock clean clean-docker \
 	base-image build build-tfrecords build-cpu build-gpu push push-tfrecords push-cpu push-gpu tfrecords train train-gpu evaluate export serve train-local submit
 
 help: ## list the targets
@@ -178,6 +178,10 @@ $(TOOLS_STAMP): requirements/tools.txt
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --require-hashes --only-binary=:all: -r requirements/tools.txt
 	touch $@
+
+docs: $(STAMP) ## regenerate docs/training.md's settings table from code/shadownet/config.py (TrainConfig, HELP)
+	$(BIN)/python -c 'import pathlib; from shadownet.config import with_settings_table as w; \
+	  p = pathlib.Path("docs/training.md"); p.write_text(w(p.read_text()))'
 
 lint: $(TOOLS_STAMP) ## hadolint on the Dockerfiles, shellcheck on the scripts, ruff (pyflakes, pycodestyle, import order, bugbear; pyproject.toml) on the code
 	$(TOOLS)/bin/hadolint Dockerfiles/*.Dockerfile

@@ -61,3 +61,15 @@ def test_hyperparameters_of_a_config_as_sagemaker_passes_them(tmp_path):
     failed = subprocess.run([sys.executable, "-m", "shadownet.config", str(bad)], capture_output=True, text=True)
     assert failed.returncode == 1 and "model must be one of shadownet, shadownet_small" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_the_settings_table_of_training_md_is_the_one_config_generates():
+    page = (REPO / "docs" / "training.md").read_text()
+    assert config.with_settings_table(page) == page, "docs/training.md's settings table is stale: run `make docs`"
+    table = config.settings_table()
+    for field in config.fields(config.TrainConfig):  # every setting, with its default and its description
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{field.name}` |"))
+        assert config.HELP[field.name] in row
+    assert "| `optimizer` | `adam` | `adam`, `adadelta` |" in table
+    assert "| `augment` | true | bool |" in table and "| `learning_rate` | 0.001 | float |" in table
+

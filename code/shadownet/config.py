@@ -16,7 +16,7 @@ from typing import Any
 
 from . import choices
 from .errors import ShadownetError
-from .geometry import MIN_WIDTH, WIDTH_DOWNSAMPLE
+from .geometry import FIXED_WIDTH, HEIGHT, MIN_WIDTH, WIDTH_DOWNSAMPLE
 
 # The settings that take one of a list of values (the lists live in choices.py).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -34,16 +34,21 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # what the weights learned to read.
 ARCHITECTURE = ("model", "input_mode", "max_width")
 
+# Each setting's description: `train --help` shows it, and docs/training.md's settings table is generated from it
+# (settings_table; `make docs`, checked by tests/test_configs.py).
 HELP: dict[str, str] = {
-    "model": "the architecture: shadownet (the original's widths) or shadownet_small (a quarter of its compute)",
-    "input_mode": "keep_ratio: height 32, width by aspect ratio; fixed: 100x32 as the original",
-    "max_width": "training images wider than this are squeezed to it (keep_ratio); a multiple of 4",
+    "model": "the architecture: shadownet_small (a quarter of the original's compute: more steps in a CPU budget) "
+             "or shadownet (the original's widths; for large datasets and GPUs)",
+    "input_mode": f"keep_ratio: height {HEIGHT}, width by aspect ratio, batches bucketed by width; fixed: "
+                  f"{FIXED_WIDTH}x{HEIGHT} as the original",
+    "max_width": f"training images wider than this are squeezed to it (keep_ratio); a multiple of "
+                 f"{WIDTH_DOWNSAMPLE}, at least {MIN_WIDTH}",
     "init_from": "fine-tune: start from the weights of this run (a --model-dir: folder, s3:// or gs:// prefix); "
                  "its model, input_mode and max_width are taken, the output layer is rebuilt by character when "
                  "the charsets differ, the optimizer starts afresh; empty: from scratch",
     "init_checkpoint": "which checkpoint of init_from",
     "freeze": "conv: train only the recurrent and output layers (batch-norm statistics stay fixed)",
-    "train_steps": "stop after this many steps (a resumed run counts from its checkpoint)",
+    "train_steps": "stop after this many steps (a rerun resumes and stops at exactly this step)",
     "max_train_seconds": "time budget: stop early enough to evaluate the final state within it, and fit the "
                          "learning-rate schedule (warm-up, cosine decay) to the steps that fit; 0: no limit",
     "batch_size": "examples per replica (per GPU); a step trains on the global batch of batch_size x replicas",
@@ -51,16 +56,16 @@ HELP: dict[str, str] = {
     "learning_rate": "peak learning rate, reached after the warm-up",
     "scale_learning_rate": "multiply learning_rate by the number of replicas (linear scaling for the larger "
                            "global batch)",
-    "lr_schedule": "cosine: decay from the peak to a floor by the last step; constant: the peak throughout",
+    "lr_schedule": "cosine: decay from the peak to a small floor by the last step; constant: the peak throughout",
     "warmup_steps": "steps of linear warm-up from 0 (capped at a tenth of a time-boxed run)",
     "clip_norm": "clip gradients to this global norm; 0: no clipping",
     "weight_decay": "decoupled weight decay (Adam becomes AdamW); 0: none",
     "shuffle_buffer": "training examples shuffled together",
-    "augment": "random geometric and photometric augmentation of training images",
+    "augment": "random augmentation of training images: a horizontal stretch, contrast, brightness, noise",
     "seed": "seed of initialisation, shuffling and augmentation",
     "mixed_precision": "auto: bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with AMX or "
                        "AVX512-BF16, float16 (with loss scaling) on older GPUs, else off (float32)",
-    "xla": "compile the train step with XLA",
+    "xla": "compile the train step with XLA (one device only)",
     "worker_timeout_seconds": "several workers: fail a collective that waits longer than this for the others "
                               "(0: off; a worker that dies or freezes is noticed by TensorFlow's heartbeats "
                               "within seconds anyway). Costs one thread per collective, kept this long",
@@ -283,3 +288,36 @@ if __name__ == "__main__":
         print(json.dumps(merged))
     except ShadownetError as exc:
         sys.exit(f"shadownet: error: {exc}")
+
+
+# -- docs/training.md's settings table, generated from the settings themselves -------------------------------
+TABLE_BEGIN = "<!-- settings table: generated from code/shadownet/config.py by `make docs`; do not edit -->"
+TABLE_END = "<!-- end of the settings table -->"
+
+
+def _markdown_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"`{value}`" if value else "(empty)"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def settings_table() -> str:
+    """Every setting of TrainConfig as a Markdown table: its default, its values (choices or type), HELP."""
+    rows = ["| setting | default | values | meaning |", "|---|---|---|---|"]
+    for field in fields(TrainConfig):
+        default = getattr(TrainConfig, field.name)
+        values = ", ".join(f"`{c}`" for c in CHOICES[field.name]) if field.name in CHOICES \
+            else type(default).__name__
+        rows.append(f"| `{field.name}` | {_markdown_value(default)} | {values} | {HELP[field.name]} |")
+    return "\n".join([TABLE_BEGIN, *rows, TABLE_END]) + "\n"
+
+
+def with_settings_table(text: str) -> str:
+    """``text`` (a Markdown page holding the table's markers) with the table between them regenerated."""
+    begin, end = text.find(TABLE_BEGIN), text.find(TABLE_END)
+    if begin < 0 or end < begin:
+        raise ShadownetError(f"the page holds no settings table markers ({TABLE_BEGIN!r} ... {TABLE_END!r})")
+    return text[:begin] + settings_table() + text[end + len(TABLE_END) + 1:]
+
