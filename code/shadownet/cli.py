@@ -302,8 +302,9 @@ def _run_predict(args) -> int:
         results = predictor.predict(data)
     except DataError as exc:
         index = getattr(exc, "index", None)
-        raise DataError(f"{args.images[index]}: {str(exc).split(': ', 1)[1]}" if index is not None else str(exc)) from None
-    for path, result in zip(args.images, results):
+        message = f"{args.images[index]}: {str(exc).split(': ', 1)[1]}" if index is not None else str(exc)
+        raise DataError(message) from None
+    for path, result in zip(args.images, results, strict=True):
         if args.json:
             print(json.dumps({"image": str(path), "text": result["text"], "confidence": round(result["confidence"], 4)},
                              ensure_ascii=False))

@@ -5,9 +5,10 @@ paths and a typed config. Precedence, highest first: explicit command-line flags
 platform provides (its paths, SageMaker's hyperparameters), then the ``--config`` file, then the
 defaults.
 
-* SageMaker: ``<image> train``; records in the ``train`` channel, a run to fine-tune from in ``init``; hyperparameters (all strings) in
-  ``/opt/ml/input/config/hyperparameters.json``; the run (checkpoints) in ``/opt/ml/checkpoints``, which
-  the platform syncs; the export in ``/opt/ml/model``; the failure reason in ``/opt/ml/output/failure``.
+* SageMaker: ``<image> train``; records in the ``train`` channel, a run to fine-tune from in ``init``;
+  hyperparameters (all strings) in ``/opt/ml/input/config/hyperparameters.json``; the run (checkpoints) in
+  ``/opt/ml/checkpoints``, which the platform syncs; the export in ``/opt/ml/model``; the failure reason in
+  ``/opt/ml/output/failure``.
 * Vertex AI: ``AIP_CHECKPOINT_DIR``, ``AIP_MODEL_DIR``, ``AIP_TENSORBOARD_LOG_DIR`` (``gs://`` URIs, read
   through the ``/gcs/<bucket>`` mount); the records come from the job's args.
 * UCloud UAI Train: ``--data_dir`` holds the records; ``--output_dir`` is uploaded after the job and
@@ -205,7 +206,8 @@ def job_index(env: Mapping[str, str]) -> int | None:
     if env.get("JOB_COMPLETION_INDEX", "").isdigit():
         return int(env["JOB_COMPLETION_INDEX"])
     if env.get("SM_HOSTS") and env.get("SM_CURRENT_HOST"):
-        return sagemaker_cluster(_json_value(env["SM_HOSTS"], "SM_HOSTS"), env["SM_CURRENT_HOST"], "SM_HOSTS").task_index
+        hosts = _json_value(env["SM_HOSTS"], "SM_HOSTS")
+        return sagemaker_cluster(hosts, env["SM_CURRENT_HOST"], "SM_HOSTS").task_index
     return None
 
 

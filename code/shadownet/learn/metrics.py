@@ -104,7 +104,7 @@ def summarize(predictions: list[Prediction], worst: int = 20) -> dict:
         cer = sum(distances) / truth_chars
     else:
         cer = 0.0 if all(not p.text for p in predictions) else 1.0
-    normalized = [_normalized(d, p) for d, p in zip(distances, predictions)]
+    normalized = [_normalized(d, p) for d, p in zip(distances, predictions, strict=True)]
 
     def share(total: float) -> float:
         return round(float(total) / n, DECIMALS) if n else 0.0

@@ -156,8 +156,8 @@ class _Run:
         self.validation = pipeline.eval_dataset(tfrecords_dir, "validation", config,
                                                 max_samples=config.eval_max_samples) if self.eval_images else None
         # Summaries are the chief's; the others' go nowhere (they hold the same values).
-        self.writer = tf.summary.create_file_writer(str(log_dir or self.model_dir / run_dir.LOGS_DIR)) if trainer.chief \
-            else tf.summary.create_noop_writer()
+        self.writer = tf.summary.create_file_writer(str(log_dir or self.model_dir / run_dir.LOGS_DIR)) \
+            if trainer.chief else tf.summary.create_noop_writer()
         self.best = run_dir.read_best(self.model_dir)
         self.evaluated_step: int | None = None
         self.planned = False

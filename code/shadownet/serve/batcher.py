@@ -91,6 +91,7 @@ class Batcher:
             seconds = time.perf_counter() - start
             self._batches += 1
             self._on_batch(len(batch), seconds)
-            for (_, queued, future), text, confidence in zip(batch, texts, confidences):
+            # one text per image of the batch: _recognize runs the model on exactly these
+            for (_, queued, future), text, confidence in zip(batch, texts, confidences, strict=False):
                 if not future.done():
                     future.set_result(Result(text, confidence, start - queued, seconds, self._batches))

@@ -103,7 +103,7 @@ def raw_image(body: bytes) -> list[bytes]:
 
 
 def predictions(texts: list[str], confidences: list[float]) -> dict:
-    return {"predictions": [{"text": t, "confidence": c} for t, c in zip(texts, confidences)]}
+    return {"predictions": [{"text": t, "confidence": c} for t, c in zip(texts, confidences, strict=True)]}
 
 
 def _show(value: Any) -> str:
