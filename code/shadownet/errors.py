@@ -27,10 +27,12 @@ class SettingError(ShadownetError):
     """A bad value of one named setting (``workers``, ``on_error``, ...). Core modules know settings, not
     flags: ``str()`` names the setting; the CLI names the flag that set it (``flag_message``)."""
 
-    def __init__(self, setting: str, problem: str):
+    def __init__(self, setting: str, problem: str, exit_code: int | None = None):
         super().__init__(f"{setting} {problem}")
         self.setting = setting
         self.problem = problem
+        if exit_code is not None:  # a setting that names bad data (a run to fine-tune from): DataError's 1
+            self.exit_code = exit_code
 
     def flag_message(self, flag: str | None = None) -> str:
         """The message with the flag in place of the setting (``--on-error must be ...``)."""

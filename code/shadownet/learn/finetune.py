@@ -3,7 +3,8 @@
 * ``inherit``: the architecture settings (``config.ARCHITECTURE``) come from the parent; one given explicitly
   with another value is refused, naming both.
 * ``Parent.load``: the parent's settings, charset and float32 model from its ``best`` or ``latest`` checkpoint;
-  anything missing, unreadable or of another shape is one ``DataError`` naming what and where.
+  anything missing, unreadable or of another shape is one error naming the setting (``init_from``), what and
+  where, with a bad-data exit status (1).
 * ``transfer``: every layer's weights copied; the output layer rebuilt by character, not by index: rows of the
   characters both charsets hold are copied, those of new characters are initialised afresh (so that they start
   less likely than the parent's best reading, see ``_rebuild_output``), those of dropped characters go, and the
@@ -26,7 +27,7 @@ import tensorflow as tf
 
 from ..config import ARCHITECTURE, TrainConfig
 from ..data.charset import Charset
-from ..errors import DataError, ShadownetError
+from ..errors import DataError, SettingError, ShadownetError
 from . import model as shadownet_model
 from . import run_dir
 from .precision import set_precision
@@ -49,15 +50,17 @@ class Parent:
             config, charset = run_dir.read_run(local_dir)
             path = run_dir.checkpoint_path(local_dir, checkpoint)
         except ShadownetError as exc:
-            raise DataError(f"--init-from {run}: {str(exc).replace(str(local_dir), run)}") from None
+            raise SettingError("init_from", f"{run}: {str(exc).replace(str(local_dir), run)}",
+                               DataError.exit_code) from None
         set_precision("off")  # the parent's weights as float32, whatever this process ran before
         model = shadownet_model.build(config.model, charset.num_classes)
         try:
             tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
         except (AssertionError, ValueError, IndexError, tf.errors.OpError) as exc:  # IndexError: a short file
             reason = str(exc).strip().splitlines()[0][:300]
-            raise DataError(f"--init-from {run}: checkpoint {Path(path).name} does not hold a {config.model} "
-                            f"with {charset.num_classes} outputs, or cannot be read ({reason})") from None
+            raise SettingError("init_from", f"{run}: checkpoint {Path(path).name} does not hold a {config.model} "
+                               f"with {charset.num_classes} outputs, or cannot be read ({reason})",
+                               DataError.exit_code) from None
         match = re.search(r"ckpt-(\d+)$", path)
         return cls(run, config, charset, model, int(match.group(1)) if match else 0)
 
