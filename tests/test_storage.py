@@ -183,3 +183,31 @@ def test_a_run_folder_syncs_changes_state_file_last_and_drops_old_checkpoints(s3
     assert (resumed / "checkpoints/ckpt-2.index").read_bytes() == b"i2"
     assert again.sync(resumed, remote) == 0
     assert not [m for m, _ in s3.proxy.requests if m in ("PUT", "DELETE")]
+
+
+def test_a_shard_that_finds_the_parts_merged_by_another_leaves_that_manifest(s3, bucket, tmp_path):
+    """Two shards that finish together both see every manifest part; the first to merge removes the parts. The
+    other, finding a part gone while it downloads, takes that merge as done (exit 0), not as an error."""
+    from shadownet.cloud.publish import publish_shard
+    from shadownet.cloud.storage import Staging
+    from shadownet.data.record_format import MANIFEST_FILE
+    from shadownet.data.write_records import part_name
+
+    remote = f"s3://{bucket}/records"
+    other_part, mine = part_name(0, 2), part_name(1, 2)
+    s3.client().put_object(Bucket=bucket, Key=f"records/{other_part}", Body=b"{}")
+    save_dir = tree(tmp_path / "shard-1", {mine: b"{}", "train_feature-00001-of-00002.tfrecords": b"records"})
+
+    class OtherShardMergesFirst(ObjectStore):
+        def download(self, url, destination):  # the other shard merges between this one's listing and download
+            s3.client().put_object(Bucket=bucket, Key=f"records/{MANIFEST_FILE}", Body=b'{"merged": 1}')
+            self.delete([S3Url.parse(f"{remote}/{other_part}"), S3Url.parse(f"{remote}/{mine}")])
+            return super().download(url, destination)
+
+    staging = Staging(tmp_path / "scratch", OtherShardMergesFirst(StorageConfig(endpoint_url=s3.endpoint)))
+    assert publish_shard(staging, save_dir, remote, 2) is False
+    objects = s3.client().list_objects_v2(Bucket=bucket, Prefix="records/")["Contents"]
+    assert sorted(o["Key"] for o in objects) == [f"records/{MANIFEST_FILE}",
+                                                 "records/train_feature-00001-of-00002.tfrecords"]
+    manifest = s3.client().get_object(Bucket=bucket, Key=f"records/{MANIFEST_FILE}")["Body"].read()
+    assert manifest == b'{"merged": 1}'

@@ -30,7 +30,14 @@ def publish_shard(staging: Staging, save_dir: Path, save_path: str | Path, shard
     Path(staging.scratch).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=staging.scratch) as merge_dir:
         for part in parts:
-            staging.store.download(url.child(part), Path(merge_dir) / part)
+            try:
+                staging.store.download(url.child(part), Path(merge_dir) / part)
+            except ShadownetError:
+                # Two shards that finish together both see every part; the first to merge removes them. Its
+                # manifest is this one's too (the merge is deterministic): nothing is left to do here.
+                if MANIFEST_FILE in {relative for relative, *_ in staging.store.list(url)}:
+                    return False
+                raise
         finish_shards(Path(merge_dir), shards)
         staging.store.upload(Path(merge_dir) / MANIFEST_FILE, url.child(MANIFEST_FILE))
     staging.store.delete([url.child(part) for part in parts])
