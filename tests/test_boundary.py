@@ -86,3 +86,24 @@ def test_each_list_of_choices_has_one_home():
     assert tuple(model.ARCHITECTURES) == choices.MODELS
     assert tuple(inference.PRECISIONS) == choices.EXPORT_PRECISIONS
     assert CHOICES["model"] is choices.MODELS and CHOICES["input_mode"] is choices.INPUT_MODES
+
+
+def test_the_readme_code_map_names_every_module_and_who_imports_cloud():
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    code_map = readme[readme.index("## Code map"):readme.index("Where to change what")]
+    rows = {line.split("|")[1]: line for line in code_map.splitlines() if line.startswith("| `code/shadownet/")}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        relative = path.relative_to(PACKAGE)
+        if relative.parent.parts:  # a wing's module: named in its wing's row
+            row = next((line for key, line in rows.items() if f"code/shadownet/{relative.parent.as_posix()}/" in key),
+                       "")
+            assert f"`{path.name}`" in row, f"README's code map does not name {relative}"
+        else:  # a top-level module: in the first column of a row
+            assert any(f"{path.name}`" in key for key in rows), f"README's code map does not name {relative}"
+    # cloud/ is imported by the CLI and serve/ only, as the map says; never by data/ or learn/
+    for wing in ("data", "learn"):
+        for path in (PACKAGE / wing).rglob("*.py"):
+            assert "cloud" not in "".join(line for line in path.read_text().splitlines()
+                                          if line.lstrip().startswith(("import ", "from "))), path
