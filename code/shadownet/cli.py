@@ -261,7 +261,7 @@ def _run_evaluate(args) -> int:
     for remote, local in outputs.items():
         staging.send_file(local, remote)
     keys = ("num_samples", "word_accuracy", "word_accuracy_case_insensitive", "char_error_rate",
-            "normalized_edit_distance")
+            "normalized_edit_distance", "word_accuracy_ignoring_case_and_spaces")
     print(" ".join(f"{k}={result[k]}" for k in keys))
     return 0
 

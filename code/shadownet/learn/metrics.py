@@ -72,6 +72,11 @@ class Prediction:
     image: np.ndarray | None = None
 
 
+def loose(text: str) -> str:
+    """``text`` lowercased with every whitespace character removed: the form the loosest accuracy compares."""
+    return "".join(text.lower().split())
+
+
 def _normalized(distance: int, p: Prediction) -> float:
     return distance / max(len(p.truth), len(p.text), 1)
 
@@ -82,8 +87,11 @@ def summarize(predictions: list[Prediction], worst: int = 20) -> dict:
     Keys:
 
     * ``num_samples``, ``num_correct``
-    * ``word_accuracy``: share of samples whose text equals the truth exactly.
+    * ``word_accuracy``: share of samples whose text equals the truth exactly
+      (the whole label, spaces and punctuation included: exact-line accuracy).
     * ``word_accuracy_case_insensitive``: the same after ``str.lower()`` on both.
+    * ``word_accuracy_ignoring_case_and_spaces``: the same after ``str.lower()``
+      and removing all whitespace (:func:`loose`) on both.
     * ``char_error_rate``: total edit distance / total truth length. When every
       truth is empty it is 0.0 if every prediction is empty too, else 1.0.
     * ``normalized_edit_distance``: mean over samples of
@@ -99,6 +107,7 @@ def summarize(predictions: list[Prediction], worst: int = 20) -> dict:
     distances = [edit_distance(p.text, p.truth) for p in predictions]
     correct = sum(p.text == p.truth for p in predictions)
     correct_nocase = sum(p.text.lower() == p.truth.lower() for p in predictions)
+    correct_loose = sum(loose(p.text) == loose(p.truth) for p in predictions)
     truth_chars = sum(len(p.truth) for p in predictions)
     if truth_chars:
         cer = sum(distances) / truth_chars
@@ -118,6 +127,7 @@ def summarize(predictions: list[Prediction], worst: int = 20) -> dict:
         "num_correct": correct,
         "word_accuracy": share(correct),
         "word_accuracy_case_insensitive": share(correct_nocase),
+        "word_accuracy_ignoring_case_and_spaces": share(correct_loose),
         "char_error_rate": round(cer, DECIMALS),
         "normalized_edit_distance": share(sum(normalized)),
         "mean_confidence": share(sum(p.confidence for p in predictions)),
