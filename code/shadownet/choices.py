@@ -7,7 +7,7 @@ Plain tuples, and the names of a registry that is plain data too (``architecture
 from .architectures import ARCHITECTURES
 
 # -- datasets and records (data/)
-SYNTH_KINDS = ("lines", "captcha", "digits")
+SYNTH_KINDS = ("lines", "captcha", "digits", "sentences")
 CHARSET_CASES = ("keep", "lower")  # `charset build --case`
 CASE_POLICIES = ("auto", "lower", "keep")  # labels against the charset: auto lowercases a charset without capitals
 ERROR_POLICIES = ("error", "skip")

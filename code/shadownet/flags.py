@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--test-ratio", type=float, default=0.1)
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     synth.add_argument("--font", action="append", type=Path, default=[], help="extra TrueType font (repeatable)")
+    synth.add_argument("--font-dir", action="append", type=Path, default=[],
+                       help="every .ttf/.otf/.ttc font under DIR, sorted (repeatable)")
 
     charset = command("charset", "write char_dict.json / ord_map.json")
     charset_commands = charset.add_subparsers(dest="charset_command", required=True, metavar="ACTION")

@@ -95,6 +95,10 @@ def render(kind: str, rng: np.random.Generator, renderer: Renderer | None = None
     renderer = renderer or Renderer.create()
     if kind == "captcha":
         return _render_captcha(rng, renderer)
+    if kind == "sentences":
+        from .sentences import render_sentence  # here: sentences.py imports this module
+
+        return render_sentence(rng, renderer)
     if kind == "digits":
         text = _random_number(rng, int(rng.integers(3, 9)))
         return _render_line(text, int(rng.integers(32, 49)), rng, renderer), text

@@ -32,9 +32,13 @@ from ..fileio import partial_name, write_text_atomic
 from ..parallel import ordered_map
 from .charset import CHAR_DICT_FILE, ORD_MAP_FILE, Charset
 from .render import Renderer, render
+from .sentences import CHARSET_PRESET as SENTENCES_CHARSET
+from .sentences import font_report, fonts_in_dirs
 
 KINDS = SYNTH_KINDS
 CHARSET_PRESET = "digits_lower"
+# The charset preset each kind writes (char_dict.json, ord_map.json); CHARSET_PRESET for the others.
+KIND_CHARSETS = {"sentences": SENTENCES_CHARSET}
 JPEG_QUALITY = 90
 SPLIT_FILES = {"train": Path("Train") / "sample.txt", "test": Path("Test") / "sample.txt"}
 
@@ -54,6 +58,11 @@ class SynthConfig:
     test_ratio: float = 0.1
     workers: int = 1
     fonts: tuple[Path, ...] = ()
+    font_dirs: tuple[Path, ...] = ()  # every .ttf/.otf/.ttc under each, after ``fonts``
+
+    def font_files(self) -> tuple[Path, ...]:
+        """The font files drawn with besides the built-in one: ``fonts``, then those found in ``font_dirs``."""
+        return tuple(Path(f) for f in self.fonts) + fonts_in_dirs(self.font_dirs)
 
 
 # -- writing a data set ----------------------------------------------------------------------------
@@ -116,8 +125,8 @@ def _chunks(count: int, workers: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def _labels_in_order(config: SynthConfig, progress) -> Iterator[str]:
-    fonts = tuple(str(f) for f in config.fonts)
+def _labels_in_order(config: SynthConfig, font_files: tuple[Path, ...], progress) -> Iterator[str]:
+    fonts = tuple(str(f) for f in font_files)
     tasks = (
         (str(config.out_dir), config.kind, config.seed, fonts, start, stop)
         for start, stop in _chunks(config.count, config.workers)
@@ -170,12 +179,15 @@ def generate(config: SynthConfig, progress: Callable[[int, int], None] | None = 
     ``progress(done, total)`` is called after each chunk. Images are written
     first; sample.txt files and the JSON dictionaries last, so only a finished
     run looks like a data set. Same config -> byte-identical files, whatever
-    ``workers``. Returns a summary: train/test counts, charset preset, etc.
+    ``workers``. Returns a summary: train/test counts, charset preset, the fonts drawn with
+    (``fonts``: name, size and sha256 of each file), etc.
     """
     _validate(config)
-    Renderer.create(config.fonts)  # fail on a bad font before any work starts
+    font_files = config.font_files()
+    Renderer.create(font_files)  # fail on a bad font before any work starts
     out_dir = Path(config.out_dir)
-    charset = Charset.from_preset(CHARSET_PRESET)
+    preset = KIND_CHARSETS.get(config.kind, CHARSET_PRESET)
+    charset = Charset.from_preset(preset)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         _invalidate_index(out_dir)
@@ -184,7 +196,7 @@ def generate(config: SynthConfig, progress: Callable[[int, int], None] | None = 
 
     is_test = holdout_mask(config.seed, config.count, config.test_ratio)
     lines: dict[str, list[str]] = {"train": [], "test": []}
-    for index, label in enumerate(_labels_in_order(config, progress)):
+    for index, label in enumerate(_labels_in_order(config, font_files, progress)):
         lines["test" if is_test[index] else "train"].append(f"{image_relpath(index)} {label}\n")
 
     for split, relpath in SPLIT_FILES.items():
@@ -194,9 +206,10 @@ def generate(config: SynthConfig, progress: Callable[[int, int], None] | None = 
     return {
         "train": len(lines["train"]),
         "test": len(lines["test"]),
-        "charset": CHARSET_PRESET,
+        "charset": preset,
         "kind": config.kind,
         "count": config.count,
         "seed": config.seed,
         "out_dir": str(out_dir),
+        "fonts": font_report(font_files),
     }
