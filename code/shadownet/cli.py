@@ -352,12 +352,14 @@ def _run_synth(args) -> int:
 
     config = SynthConfig(out_dir=args.out, count=args.count, kind=args.kind, seed=args.seed,
                          test_ratio=args.test_ratio, workers=args.workers or default_workers(),
-                         fonts=tuple(args.font))
+                         fonts=tuple(args.font), font_dirs=tuple(args.font_dir))
     progress = Progress(args.count, "synth")
     result = generate(config, progress=lambda done, total: progress.update(done - progress.done))
     progress.close()
     print(f"wrote {result['train']} Train and {result['test']} Test {args.kind} samples to {args.out}",
           file=sys.stderr)
+    for font in result["fonts"][1:]:  # after the built-in one: what a rerun needs to draw the same images
+        print(f"font {font['name']} {font['size']} bytes sha256 {font['sha256']}", file=sys.stderr)
     return 0
 
 
