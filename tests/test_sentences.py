@@ -122,6 +122,33 @@ def test_bad_font_dir_is_one_line_exit_2(tmp_path, capsys, make):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_font_dir_whose_fonts_cannot_draw_the_charset_is_one_line_exit_2(tmp_path, capsys):
+    folder = tmp_path / "fonts"
+    folder.mkdir()
+    (folder / "broken.ttf").write_bytes(b"not a font at all")
+    code = main(["synth", "--out", str(tmp_path / "out"), "--count", "2", "--kind", "sentences",
+                 "--font-dir", str(folder)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("shadownet: error: --font-dir ") and "no font draws every character" in err
+    assert "broken.ttf: cannot be opened" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not (SYSTEM_FONTS / "DejaVuSans.ttf").is_file(), reason=f"needs DejaVu Sans in {SYSTEM_FONTS}")
+def test_fonts_that_lack_a_glyph_are_left_out_and_named(tmp_path):
+    from shadownet.data.sentences import missing_glyphs, usable_fonts
+
+    dejavu = SYSTEM_FONTS / "DejaVuSans.ttf"
+    assert missing_glyphs(dejavu, "Az09$%(),.:;") == ""
+    assert missing_glyphs(dejavu, "a\u4e00b\u4e8c") == "\u4e00\u4e8c"  # no CJK in DejaVu: its .notdef box
+    (tmp_path / "bad.ttf").write_bytes(b"nope")
+    kept, skipped = usable_fonts([dejavu, tmp_path / "bad.ttf"], "ab\u4e00")
+    assert kept == () and [f["name"] for f in skipped] == ["DejaVuSans.ttf", "bad.ttf"]
+    assert "no glyph for '\u4e00'" in skipped[0]["reason"] and "cannot be opened" in skipped[1]["reason"]
+    kept, skipped = usable_fonts([dejavu], "".join(Charset.from_preset("ascii95").characters))
+    assert kept == (dejavu,) and skipped == []
+
+
 def test_validate_and_tfrecords_keep_the_labels(tmp_path):
     data, save = tmp_path / "data", tmp_path / "records"
     generate(SynthConfig(out_dir=data, count=16, kind="sentences", seed=9, test_ratio=0.25))

@@ -360,6 +360,8 @@ def _run_synth(args) -> int:
           file=sys.stderr)
     for font in result["fonts"][1:]:  # after the built-in one: what a rerun needs to draw the same images
         print(f"font {font['name']} {font['size']} bytes sha256 {font['sha256']}", file=sys.stderr)
+    for font in result["skipped_fonts"]:
+        print(f"font {font['name']} left out: {font['reason']}", file=sys.stderr)
     return 0
 
 

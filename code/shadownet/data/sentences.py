@@ -59,6 +59,43 @@ def fonts_in_dirs(folders: Sequence[Path]) -> tuple[Path, ...]:
     return tuple(found)
 
 
+# A private-use code point no text font draws: what a font draws for it is its .notdef glyph (the box or blank
+# drawn for a character it lacks).
+_NOT_A_CHARACTER = "\U0010fffd"
+
+
+def missing_glyphs(path: Path, characters: str) -> str:
+    """The characters of ``characters`` (spaces aside) that the font at ``path`` draws as its .notdef glyph."""
+    from PIL import ImageFont
+
+    font = ImageFont.truetype(str(path), size=24)
+
+    def shape(character: str) -> tuple:
+        mask = font.getmask(character)
+        return mask.size, bytes(mask)
+
+    notdef = shape(_NOT_A_CHARACTER)
+    return "".join(c for c in characters if not c.isspace() and shape(c) == notdef)
+
+
+def usable_fonts(paths: Sequence[Path], characters: str) -> tuple[tuple[Path, ...], list[dict]]:
+    """(the fonts of ``paths`` that draw every one of ``characters``, the others with what they lack): a folder of
+    system fonts holds symbol and script faces whose boxes would be labelled as text."""
+    kept, skipped = [], []
+    for path in paths:
+        try:
+            missing = missing_glyphs(path, characters)
+        except OSError as exc:  # not a font Pillow's FreeType can open
+            skipped.append({"name": Path(path).name, "reason": f"cannot be opened ({exc})"})
+            continue
+        if missing:
+            skipped.append({"name": Path(path).name, "reason": f"no glyph for {missing[:20]!r}"
+                            + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")})
+        else:
+            kept.append(Path(path))
+    return tuple(kept), skipped
+
+
 def font_report(font_files: Sequence[Path]) -> list[dict]:
     """Which fonts a run draws with: the built-in one (with Pillow's version), then each file's name, size, sha256."""
     report = [{"name": f"built-in (Pillow {PIL.__version__})"}]

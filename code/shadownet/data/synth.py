@@ -27,13 +27,13 @@ import cv2
 import numpy as np
 
 from ..choices import SYNTH_KINDS
-from ..errors import ShadownetError
+from ..errors import SettingError, ShadownetError
 from ..fileio import partial_name, write_text_atomic
 from ..parallel import ordered_map
 from .charset import CHAR_DICT_FILE, ORD_MAP_FILE, Charset
 from .render import Renderer, render
 from .sentences import CHARSET_PRESET as SENTENCES_CHARSET
-from .sentences import font_report, fonts_in_dirs
+from .sentences import font_report, fonts_in_dirs, usable_fonts
 
 KINDS = SYNTH_KINDS
 CHARSET_PRESET = "digits_lower"
@@ -60,9 +60,18 @@ class SynthConfig:
     fonts: tuple[Path, ...] = ()
     font_dirs: tuple[Path, ...] = ()  # every .ttf/.otf/.ttc under each, after ``fonts``
 
+    def font_selection(self) -> tuple[tuple[Path, ...], list[dict]]:
+        """(the font files drawn with besides the built-in one: ``fonts``, then those found in ``font_dirs`` that
+        draw every character of the kind's charset; the fonts of ``font_dirs`` left out, with the reason)."""
+        characters = Charset.from_preset(KIND_CHARSETS.get(self.kind, CHARSET_PRESET)).characters
+        found, skipped = usable_fonts(fonts_in_dirs(self.font_dirs), "".join(characters))
+        if self.font_dirs and not found:
+            raise SettingError("font_dir", f"{', '.join(map(str, self.font_dirs))}: no font draws every character "
+                                           f"of the {self.kind} charset ({skipped[0]['name']}: {skipped[0]['reason']})")
+        return tuple(Path(f) for f in self.fonts) + found, skipped
+
     def font_files(self) -> tuple[Path, ...]:
-        """The font files drawn with besides the built-in one: ``fonts``, then those found in ``font_dirs``."""
-        return tuple(Path(f) for f in self.fonts) + fonts_in_dirs(self.font_dirs)
+        return self.font_selection()[0]
 
 
 # -- writing a data set ----------------------------------------------------------------------------
@@ -183,7 +192,7 @@ def generate(config: SynthConfig, progress: Callable[[int, int], None] | None = 
     (``fonts``: name, size and sha256 of each file), etc.
     """
     _validate(config)
-    font_files = config.font_files()
+    font_files, skipped_fonts = config.font_selection()
     Renderer.create(font_files)  # fail on a bad font before any work starts
     out_dir = Path(config.out_dir)
     preset = KIND_CHARSETS.get(config.kind, CHARSET_PRESET)
@@ -212,4 +221,5 @@ def generate(config: SynthConfig, progress: Callable[[int, int], None] | None = 
         "seed": config.seed,
         "out_dir": str(out_dir),
         "fonts": font_report(font_files),
+        "skipped_fonts": skipped_fonts,
     }
