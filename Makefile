@@ -168,6 +168,7 @@ bench-export: $(STAMP) ## benchmarks/export.py: SavedModel vs ONNX exports of MO
 
 bench-accuracy: $(STAMP) ## benchmarks/accuracy.py: default settings, 15 min each, on 3 datasets shadownet did not make
 	$(BIN)/pip install --quiet -r benchmarks/requirements-accuracy.txt
+	$(BIN)/pip install --quiet --no-deps -r benchmarks/requirements-peers.txt
 	$(BIN)/python benchmarks/accuracy.py $(BENCH_ARGS)
 
 bench-finetune: $(STAMP) ## benchmarks/finetune.py: fine-tuning vs from scratch on 1,000 photographed mixed-case images (~30 min)

@@ -6,6 +6,8 @@ function of the seed, so a rerun writes the same dataset. The image sources are 
 
 * ``captcha``: the ``captcha`` library's ``ImageCaptcha`` (its own fonts, warping, noise dots and curve),
   160x70 px, 4 characters out of the 36 digits and lowercase letters.
+* ``captcha2``: the same library with other fonts and sizes: matplotlib's DejaVu and STIX faces at 32-44 px,
+  200x60 px, 5 or 6 characters out of the 36 digits and UPPERCASE letters.
 * ``digits``: the real handwritten digits scikit-learn bundles (1,797 8x8 scans from the UCI optdigits set),
   strung into numbers of 3-8 digits; train and test strings use disjoint halves of the scans (80 % / 20 %),
   so every test digit is a scan the model never saw.
@@ -16,19 +18,40 @@ function of the seed, so a rerun writes the same dataset. The image sources are 
 * ``photo``: ``mixed``'s texts in 16 DejaVu and STIX faces, as a phone photo of a label shows them:
   perspective, uneven light, low contrast, shadows of texture, blur, lost resolution, sensor noise and
   strong JPEG compression (quality 35-85).
+* ``long_lines``: printed lines of 2-6 tokens, at most 40 characters of printable ASCII (spaces and
+  punctuation included), whose texts come from Faker (seeded per instance): words, short sentences, prices,
+  dates, times, codes such as ``AB-1234``, percentages, company names, street names, cities, postcodes, phone
+  numbers. They are printed by Pillow in matplotlib's 16 DejaVu and STIX faces and degraded as ``photo``'s
+  are (colour, perspective, uneven light, blur, lost resolution, noise, JPEG 35-85).
+
+The ``captcha`` library draws its randomness from the ``secrets`` module, which cannot be seeded: while it
+draws a captcha, ``_seeded_captcha`` lends it a seeded stand-in, so the captcha sets too are a function of the
+seed (the labels were already).
+
+Unseen fonts: the DejaVu and STIX faces here are the benchmark's test fonts. A model that ``long_lines``
+measures after pretraining (``accuracy.py --init-from RUN``) must have been pretrained without them: the
+``sentences`` and ``synth`` generators draw Pillow's built-in font and whatever ``--font``/``--font-dir`` names,
+so a pretraining recipe must never point either at matplotlib's font folder (``matplotlib.get_data_path()``'s
+``fonts/ttf``) or at another copy of DejaVu or STIX.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import string
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-KINDS = ("captcha", "digits", "words", "mixed", "photo")
+KINDS = ("captcha", "digits", "words", "mixed", "photo", "long_lines", "captcha2")
 MIXED_CHARSET = string.digits + string.ascii_letters  # the 62 classes of mixed and photo
+PRINTABLE = "".join(chr(code) for code in range(32, 127))  # long_lines' characters: printable ASCII, space included
+CAPTCHA2_CHARSET = string.digits + string.ascii_uppercase
+LONG_LINE_MAX = 40  # characters
 SOURCES = {
     "captcha": "captcha library (PyPI 'captcha'), ImageCaptcha 160x70, 4 of [0-9a-z]",
     "digits": "scikit-learn load_digits (UCI optdigits handwritten scans), strings of 3-8 digits, "
@@ -38,6 +61,11 @@ SOURCES = {
              "in matplotlib's DejaVu/STIX fonts",
     "photo": "the mixed-case words and numbers in matplotlib's 16 DejaVu/STIX faces, photographed: perspective, "
              "uneven light, low contrast, blur, lost resolution, noise, JPEG quality 35-85 (62 classes)",
+    "long_lines": "Faker texts (words, sentences, prices, dates, times, codes, percentages, companies, addresses) "
+                  "in lines of 2-6 tokens, <= 40 printable ASCII characters, printed in matplotlib's 16 DejaVu/STIX "
+                  "faces, photographed as photo's are (colour, perspective, uneven light, blur, JPEG 35-85)",
+    "captcha2": "captcha library (PyPI 'captcha'), ImageCaptcha 200x60 in matplotlib's DejaVu/STIX faces at 32-44 px, "
+                "5-6 of [0-9A-Z]",
 }
 WORD_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf",
               "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "STIXGeneral.ttf",
@@ -46,8 +74,9 @@ WORD_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
 
 def make(kind: str, out: Path, train: int, test: int, seed: int = 0) -> None:
     """Write ``train`` + ``test`` samples of dataset ``kind`` under ``out`` (seed layout, no charset files)."""
-    writer = {"captcha": _captcha, "digits": _digits, "words": _words, "mixed": _mixed, "photo": _photo}[kind]
-    qualities = (35, 86) if kind == "photo" else (75, 96)
+    writer = {"captcha": _captcha, "digits": _digits, "words": _words, "mixed": _mixed, "photo": _photo,
+              "long_lines": _long_lines, "captcha2": _captcha2}[kind]
+    qualities = (35, 86) if kind in ("photo", "long_lines") else (75, 96)
     out = Path(out)
     for split, count, offset in (("Train", train, 0), ("Test", test, train)):
         images = out / "images" / split.lower()
@@ -67,9 +96,36 @@ def make(kind: str, out: Path, train: int, test: int, seed: int = 0) -> None:
         os.replace(temporary, out / split / "sample.txt")
 
 
-def _captcha(count: int, seed: int, test: bool):
-    import random
+class _SeededSecrets:
+    """The three functions of ``secrets`` that the ``captcha`` library calls, drawn from a seeded generator."""
 
+    def __init__(self, rng: random.Random):
+        self._rng = rng
+
+    def randbelow(self, n: int) -> int:
+        return self._rng.randrange(n)
+
+    def randbits(self, k: int) -> int:
+        return self._rng.getrandbits(k)
+
+    def choice(self, sequence):
+        return self._rng.choice(sequence)
+
+
+@contextlib.contextmanager
+def _seeded_captcha(rng: random.Random):
+    """While inside, ``captcha.image`` draws its colours, warping and noise from ``rng`` (not ``secrets``)."""
+    import captcha.image
+
+    kept = captcha.image.secrets
+    captcha.image.secrets = _SeededSecrets(rng)
+    try:
+        yield
+    finally:
+        captcha.image.secrets = kept
+
+
+def _captcha(count: int, seed: int, test: bool):
     from captcha.image import ImageCaptcha
 
     alphabet = string.digits + string.ascii_lowercase
@@ -77,8 +133,27 @@ def _captcha(count: int, seed: int, test: bool):
     rng = random.Random(f"captcha-{seed}-{test}")
     for _ in range(count):
         text = "".join(rng.choice(alphabet) for _ in range(4))
-        random.seed(rng.random())  # the library draws its warping and noise from the global generator
-        yield generator.generate_image(text).convert("RGB"), text
+        with _seeded_captcha(random.Random(rng.random())):
+            image = generator.generate_image(text).convert("RGB")
+        yield image, text
+
+
+CAPTCHA2_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf", "DejaVuSerif.ttf",
+                  "DejaVuSerif-Bold.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf")
+
+
+def _captcha2(count: int, seed: int, test: bool):
+    """``captcha``'s library with matplotlib's faces, 200x60, 5 or 6 characters of [0-9A-Z]."""
+    from captcha.image import ImageCaptcha
+
+    faces = _faces(CAPTCHA2_FONTS, CAPTCHA2_CHARSET)
+    generator = ImageCaptcha(width=200, height=60, fonts=[str(face) for face in faces], font_sizes=(32, 38, 44))
+    rng = random.Random(f"captcha2-{seed}-{test}")
+    for _ in range(count):
+        text = "".join(rng.choice(CAPTCHA2_CHARSET) for _ in range(rng.choice((5, 6))))
+        with _seeded_captcha(random.Random(rng.random())):
+            image = generator.generate_image(text).convert("RGB")
+        yield image, text
 
 
 def _digits(count: int, seed: int, test: bool):
@@ -132,15 +207,15 @@ def _fonts_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def _faces(names: tuple[str, ...]) -> list[Path]:
-    """The faces' paths; stops, naming the face, if one lacks a glyph of the 62 characters (it would draw a
+def _faces(names: tuple[str, ...], characters: str = MIXED_CHARSET) -> list[Path]:
+    """The faces' paths; stops, naming the face, if one lacks a glyph of ``characters`` (it would draw a
     blank image under a label)."""
     from fontTools.ttLib import TTFont  # matplotlib's own dependency
 
     paths = [font_path(name) for name in names]
     for path in paths:
         cmap = TTFont(path, lazy=True).getBestCmap()
-        missing = "".join(c for c in MIXED_CHARSET if ord(c) not in cmap)
+        missing = "".join(c for c in characters if ord(c) not in cmap)
         if missing:
             raise SystemExit(f"{path}: no glyph for {missing[:20]!r}: not a face for these datasets")
     return paths
@@ -179,8 +254,6 @@ PHOTO_FONTS = WORD_FONTS + ("DejaVuSans-BoldOblique.ttf", "DejaVuSansMono-Bold.t
 
 def _photo(count: int, seed: int, test: bool):
     """``mixed``'s texts as a photo of a printed label shows them (see the module's docstring)."""
-    import cv2
-
     faces = _faces(PHOTO_FONTS)
     words = _word_list()
     rng = np.random.default_rng([seed, 15 if test else 14])
@@ -188,39 +261,119 @@ def _photo(count: int, seed: int, test: bool):
         text = _mixed_texts(rng, words)
         font = ImageFont.truetype(str(faces[int(rng.integers(len(faces)))]),
                                   int(rng.integers(24, 56)))
-        left, top, right, bottom = font.getbbox(text)
-        pad_x, pad_y = int(rng.integers(4, 24)), int(rng.integers(4, 14))
-        width, height = right - left + 2 * pad_x, bottom - top + 2 * pad_y
-        mask = Image.new("L", (width, height), 0)
-        ImageDraw.Draw(mask).text((pad_x - left, pad_y - top), text, font=font, fill=255)
-        # Perspective: each corner moved by up to 6 % of the height / 4 % of the width.
-        corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-        jitter = rng.uniform(-1, 1, (4, 2)) * np.float32([0.04 * width, 0.06 * height + 2])
-        warp = cv2.getPerspectiveTransform(corners, (corners + jitter).astype(np.float32))
-        coverage = cv2.warpPerspective(np.asarray(mask, np.float32) / 255.0, warp, (width, height))
-        # Paper and ink: contrast from strong to weak, either polarity now and then.
-        if rng.random() < 0.85:
-            paper = rng.uniform(90, 255, 3)
-            ink = paper * rng.uniform(0.05, 0.45)
-        else:  # light on dark
-            paper = rng.uniform(10, 100, 3)
-            ink = np.minimum(255, paper + rng.uniform(90, 200))
-        # Uneven light: a gradient across the label and a blotchy low-frequency shade.
-        gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
-        angle = rng.uniform(0, 2 * np.pi)
-        ramp = (np.cos(angle) * gx / width + np.sin(angle) * gy / height)
-        light = 1.0 - rng.uniform(0, 0.45) * (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
-        blotches = cv2.resize(rng.uniform(0, 1, (3, 6)).astype(np.float32), (width, height),
-                              interpolation=cv2.INTER_CUBIC)
-        light = light * (1.0 - rng.uniform(0, 0.3) * blotches)
-        pixels = (paper + (ink - paper) * coverage[..., None]) * light[..., None]
-        if rng.random() < 0.6:
-            sigma = float(rng.uniform(0.3, 1.2))
-            pixels = cv2.GaussianBlur(pixels, (0, 0), sigma)
-        if rng.random() < 0.5:  # lost resolution: a smaller sensor image, scaled back up
-            scale = float(rng.uniform(0.45, 0.85))
-            small = cv2.resize(pixels, (max(8, int(width * scale)), max(8, int(height * scale))),
-                               interpolation=cv2.INTER_AREA)
-            pixels = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-        pixels = pixels + rng.normal(0, rng.uniform(2, 10), pixels.shape)
-        yield Image.fromarray(pixels.clip(0, 255).astype(np.uint8)), text
+        yield _photographed(text, font, rng), text
+
+
+def _photographed(text: str, font: ImageFont.FreeTypeFont, rng: np.random.Generator) -> Image.Image:
+    """``text`` printed in ``font`` on a label, as a phone photo shows it (see the module's docstring)."""
+    import cv2
+
+    left, top, right, bottom = font.getbbox(text)
+    pad_x, pad_y = int(rng.integers(4, 24)), int(rng.integers(4, 14))
+    width, height = right - left + 2 * pad_x, bottom - top + 2 * pad_y
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).text((pad_x - left, pad_y - top), text, font=font, fill=255)
+    # Perspective: each corner moved by up to 6 % of the height / 4 % of the width.
+    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    jitter = rng.uniform(-1, 1, (4, 2)) * np.float32([0.04 * width, 0.06 * height + 2])
+    warp = cv2.getPerspectiveTransform(corners, (corners + jitter).astype(np.float32))
+    coverage = cv2.warpPerspective(np.asarray(mask, np.float32) / 255.0, warp, (width, height))
+    # Paper and ink: contrast from strong to weak, either polarity now and then.
+    if rng.random() < 0.85:
+        paper = rng.uniform(90, 255, 3)
+        ink = paper * rng.uniform(0.05, 0.45)
+    else:  # light on dark
+        paper = rng.uniform(10, 100, 3)
+        ink = np.minimum(255, paper + rng.uniform(90, 200))
+    # Uneven light: a gradient across the label and a blotchy low-frequency shade.
+    gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * gx / width + np.sin(angle) * gy / height)
+    light = 1.0 - rng.uniform(0, 0.45) * (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    blotches = cv2.resize(rng.uniform(0, 1, (3, 6)).astype(np.float32), (width, height),
+                          interpolation=cv2.INTER_CUBIC)
+    light = light * (1.0 - rng.uniform(0, 0.3) * blotches)
+    pixels = (paper + (ink - paper) * coverage[..., None]) * light[..., None]
+    if rng.random() < 0.6:
+        sigma = float(rng.uniform(0.3, 1.2))
+        pixels = cv2.GaussianBlur(pixels, (0, 0), sigma)
+    if rng.random() < 0.5:  # lost resolution: a smaller sensor image, scaled back up
+        scale = float(rng.uniform(0.45, 0.85))
+        small = cv2.resize(pixels, (max(8, int(width * scale)), max(8, int(height * scale))),
+                           interpolation=cv2.INTER_AREA)
+        pixels = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    pixels = pixels + rng.normal(0, rng.uniform(2, 10), pixels.shape)
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def _long_lines(count: int, seed: int, test: bool):
+    """Faker's lines printed in the 16 DejaVu/STIX faces, photographed as ``photo``'s words are."""
+    from faker import Faker
+
+    faces = _faces(PHOTO_FONTS, PRINTABLE)
+    fake = Faker("en_US")
+    fake.seed_instance(f"long_lines-{seed}-{test}")
+    rng = np.random.default_rng([seed, 17 if test else 16])
+    for _ in range(count):
+        text = _line_text(fake)
+        font = ImageFont.truetype(str(faces[int(rng.integers(len(faces)))]), int(rng.integers(24, 49)))
+        yield _photographed(text, font, rng), text
+
+
+def _line_text(fake) -> str:
+    """2-6 tokens from Faker joined by spaces: at most LONG_LINE_MAX characters of printable ASCII."""
+    while True:
+        wanted = fake.random_int(2, 6)
+        tokens: list[str] = []
+        for _ in range(40):
+            token = " ".join(_token(fake).split())  # one space between words, none at either end
+            if not token or not all(c in PRINTABLE for c in token):
+                continue
+            if len(" ".join([*tokens, token])) <= LONG_LINE_MAX:
+                tokens.append(token)
+                if len(tokens) == wanted:
+                    break
+        if len(tokens) >= 2:
+            return " ".join(tokens)
+
+
+def _when(fake) -> date:
+    # Fixed bounds: Faker's date() and time() draw up to today, so their output would change with the day.
+    return fake.date_between_dates(date(1990, 1, 1), date(2035, 12, 31))
+
+
+_TOKENS = (
+    (6, lambda f: f.word()),
+    (2, lambda f: f.word().capitalize()),
+    (1, lambda f: f.word().upper()),
+    (2, lambda f: f.sentence(nb_words=f.random_int(2, 4))),
+    (2, lambda f: f.pricetag()),
+    (1, lambda f: f"{f.random_int(1, 9999)}.{f.random_int(0, 99):02d} {f.currency_code()}"),
+    (1, lambda f: _when(f).strftime(f.random_element(("%d/%m/%Y", "%Y-%m-%d", "%b %d, %Y", "%d.%m.%y",
+                                                      "%m/%d/%y", "%d %B %Y")))),
+    (1, lambda f: f"{f.random_int(0, 23):02d}:{f.random_int(0, 59):02d}"),
+    (1, lambda f: f"{f.random_int(1, 12)}:{f.random_int(0, 59):02d} {f.random_element(('AM', 'PM', 'am', 'pm'))}"),
+    (2, lambda f: f.bothify(f.random_element(("??-####", "???-###", "#??-##?", "??####", "No. ####", "#####-??",
+                                              "REF/####/??"))).upper()),
+    (1, lambda f: f"{f.random_int(0, 100)}%"),
+    (1, lambda f: f"{f.random_element(('+', '-', ''))}{f.random_int(0, 999) / 10:.1f}%"),
+    (1, lambda f: f.company()),
+    (1, lambda f: f"{f.building_number()} {f.street_name()}"),
+    (1, lambda f: f.city()),
+    (1, lambda f: f"{f.state_abbr()} {f.postcode()}"),
+    (1, lambda f: f.numerify("(###) ###-####")),
+    (1, lambda f: f.last_name()),
+    (1, lambda f: f.random_element(("#", "&", "@", "x", "/", "-", "(" + f.word() + ")", '"' + f.word() + '"',
+                                    f.word() + ":", f.word() + ";", f.word() + "!", f.word() + "?"))),
+)
+
+
+def _token(fake) -> str:
+    """One token of a kind drawn by weight (words most often)."""
+    total = sum(weight for weight, _ in _TOKENS)
+    pick = fake.random_int(0, total - 1)
+    for weight, make_token in _TOKENS:
+        if pick < weight:
+            return make_token(fake)
+        pick -= weight
+    raise AssertionError("unreachable")
