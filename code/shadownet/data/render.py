@@ -6,19 +6,16 @@ machine, whichever process draws it.
 
 from __future__ import annotations
 
-import io
 import math
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, features
 
 from ..choices import SYNTH_KINDS
 from ..errors import ShadownetError
+from .drawing import Renderer, fit, paint, text_mask
+from .sentences import render_sentence
 
 CAPTCHA_SIZE = (120, 40)  # width, height
 CAPTCHA_LENGTH = 4
@@ -28,56 +25,6 @@ _CAPTCHA_CHARS = _DIGITS + "abcdefghijklmnopqrstuvwxyz"
 
 
 # -- fonts and words -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Renderer:
-    """The read-only inputs of rendering: font files and the word list.
-
-    Built once per chunk of samples so a font file is read once, not once per
-    image. ``fonts[i] is None`` stands for Pillow's built-in scalable font.
-    """
-
-    fonts: tuple[bytes | None, ...] = field(repr=False)
-    words: tuple[str, ...] = field(repr=False)
-
-    @classmethod
-    def create(cls, font_files: Sequence[Path] = ()) -> "Renderer":
-        """Built-in font plus ``font_files``; raises ShadownetError if one cannot be used."""
-        if not features.check("freetype2"):
-            raise ShadownetError("Pillow was built without FreeType; synthetic text cannot be rendered")
-        fonts: list[bytes | None] = [None]
-        for path in font_files:
-            fonts.append(_read_font(Path(path)))
-        return cls(tuple(fonts), _load_words())
-
-    def pick(self, rng: np.random.Generator) -> int:
-        """Which font to use, chosen by ``rng`` (an index for :meth:`font`)."""
-        return int(rng.integers(len(self.fonts)))
-
-    def font(self, choice: int, size: int) -> ImageFont.FreeTypeFont:
-        """Font number ``choice`` at ``size`` pixels."""
-        data = self.fonts[choice]
-        if data is None:
-            return ImageFont.load_default(size=size)
-        return ImageFont.truetype(io.BytesIO(data), size=size)
-
-
-def _read_font(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ShadownetError(f"font {path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        ImageFont.truetype(io.BytesIO(data), size=20).getbbox("a0")
-    except (OSError, ValueError) as exc:
-        raise ShadownetError(f"font {path}: not a usable TrueType/OpenType font ({exc})") from None
-    return data
-
-
-def _load_words() -> tuple[str, ...]:
-    text = resources.files("shadownet.data").joinpath("resources", "words.txt").read_text(encoding="utf-8")
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -96,8 +43,6 @@ def render(kind: str, rng: np.random.Generator, renderer: Renderer | None = None
     if kind == "captcha":
         return _render_captcha(rng, renderer)
     if kind == "sentences":
-        from .sentences import render_sentence  # here: sentences.py imports this module
-
         return render_sentence(rng, renderer)
     if kind == "digits":
         text = _random_number(rng, int(rng.integers(3, 9)))
@@ -124,42 +69,6 @@ def _random_line_text(rng: np.random.Generator, words: Sequence[str]) -> str:
     return word.upper()
 
 
-def _text_mask(text: str, font: ImageFont.FreeTypeFont, angle: float) -> tuple[np.ndarray, float]:
-    """Anti-aliased coverage of ``text`` rotated by ``angle``, cropped to the ink.
-
-    Returns the mask and the row (in the cropped mask) where the middle of the
-    font's line box ended up, so lines can be placed by their line box rather
-    than by their ink: "one" and "Typing" then sit at the same height.
-    """
-    ascent, descent = font.getmetrics()
-    left, top, right, bottom = font.getbbox(text)
-    # The canvas holds both the line box and the ink (some glyphs overshoot the line box).
-    box_top, box_bottom = min(0, top), max(ascent + descent, bottom)
-    pad = 4
-    image = Image.new("L", (right - left + 2 * pad, box_bottom - box_top + 2 * pad), 0)
-    ImageDraw.Draw(image).text((pad - left, pad - box_top), text, fill=255, font=font)
-    # Offset of the line box's middle from the canvas centre; a rotation of a few
-    # degrees about the centre leaves it nearly unchanged.
-    offset = pad - box_top + (ascent + descent) / 2 - image.height / 2
-    if angle:
-        image = image.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
-    ink = image.getbbox()
-    if ink is None:
-        raise ShadownetError(f"the font renders no ink for {text!r}; it probably lacks these glyphs")
-    return np.asarray(image.crop(ink)), image.height / 2 + offset - ink[1]
-
-
-def _fit(mask: np.ndarray, max_width: int | None, max_height: int) -> tuple[np.ndarray, float]:
-    """Shrink ``mask`` (never enlarge) so it fits; returns it and the scale used."""
-    scale = min(1.0, max_height / mask.shape[0])
-    if max_width is not None:
-        scale = min(scale, max_width / mask.shape[1])
-    if scale >= 1.0:
-        return mask, 1.0
-    size = (max(1, int(mask.shape[1] * scale)), max(1, int(mask.shape[0] * scale)))
-    return cv2.resize(mask, size, interpolation=cv2.INTER_AREA), scale
-
-
 def _background_colours(rng: np.random.Generator, light: bool) -> tuple[np.ndarray, np.ndarray]:
     """Two nearby colours for a gradient, within 180..255 (light) or 0..100 (dark)."""
     base = rng.integers(205, 256, size=3) if light else rng.integers(0, 76, size=3)
@@ -175,16 +84,6 @@ def _background(height: int, width: int, colours: tuple[np.ndarray, np.ndarray],
     span = float(along.max() - along.min()) or 1.0
     t = ((along - along.min()) / span)[..., None]
     return colours[0] * (1 - t) + colours[1] * t
-
-
-def _paint(image: np.ndarray, mask: np.ndarray, top: int, left: int, colour: np.ndarray) -> np.ndarray:
-    """Blend ``colour`` into ``image`` through ``mask`` placed at (top, left); the mask must fit."""
-    height, width = mask.shape
-    assert 0 <= top and top + height <= image.shape[0] and 0 <= left and left + width <= image.shape[1]
-    region = image[top : top + height, left : left + width]
-    alpha = (mask.astype(np.float32) / 255.0)[..., None]
-    image[top : top + height, left : left + width] = region * (1 - alpha) + colour * alpha
-    return image
 
 
 def _finish(image: np.ndarray, rng: np.random.Generator, max_sigma: float) -> np.ndarray:
@@ -207,9 +106,9 @@ def _render_line(text: str, height: int, rng: np.random.Generator, renderer: Ren
     # Size the font by its line box (ascent + descent), measured at 100 px.
     ascent, descent = renderer.font(choice, 100).getmetrics()
     size = max(8, round(100 * height * rng.uniform(0.55, 0.85) / (ascent + descent)))
-    mask, middle = _text_mask(text, renderer.font(choice, size), float(rng.uniform(-3.0, 3.0)))
+    mask, middle = text_mask(text, renderer.font(choice, size), float(rng.uniform(-3.0, 3.0)))
     # Rotating a long word raises its ink box; shrink rather than crop.
-    mask, scale = _fit(mask, None, height - 2 * margin)
+    mask, scale = fit(mask, None, height - 2 * margin)
     ink_h, ink_w = mask.shape
     # Line box middle near the image middle, then clamped so the ink stays inside.
     top = round(height / 2 + rng.uniform(-0.08, 0.08) * height - middle * scale)
@@ -222,7 +121,7 @@ def _render_line(text: str, height: int, rng: np.random.Generator, renderer: Ren
     light = bool(rng.random() < 0.75)
     image = _background(height, width, _background_colours(rng, light), rng)
     colour = rng.integers(0, 101, size=3) if light else rng.integers(180, 256, size=3)
-    image = _paint(image, mask, top, left, colour.astype(np.float32))
+    image = paint(image, mask, top, left, colour.astype(np.float32))
     return _finish(image, rng, max_sigma=6.0)
 
 
@@ -238,14 +137,14 @@ def _render_captcha(rng: np.random.Generator, renderer: Renderer) -> tuple[np.nd
     image = _background(height, width, _background_colours(rng, light=True), rng)
     for position, char in enumerate(text):
         font = renderer.font(renderer.pick(rng), int(rng.integers(28, 38)))
-        mask, _ = _text_mask(char, font, float(rng.uniform(-25.0, 25.0)))
+        mask, _ = text_mask(char, font, float(rng.uniform(-25.0, 25.0)))
         # Wide glyphs shrink to their slot so neighbours can touch but not merge.
-        mask, _ = _fit(mask, int(slot), height - 2 * margin)
+        mask, _ = fit(mask, int(slot), height - 2 * margin)
         ink_h, ink_w = mask.shape
         centre = margin + slot * (position + 0.5) + rng.uniform(-3.0, 3.0)
         left = min(max(round(centre - ink_w / 2), margin), width - margin - ink_w)
         top = int(rng.integers(margin, height - margin - ink_h + 1))
-        image = _paint(image, mask, top, left, rng.integers(0, 91, size=3).astype(np.float32))
+        image = paint(image, mask, top, left, rng.integers(0, 91, size=3).astype(np.float32))
 
     image = _interference(image, rng)
     image = _warp(image, rng)

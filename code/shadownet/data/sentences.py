@@ -4,7 +4,7 @@ Text: 1-8 tokens (at most :data:`MAX_LENGTH` characters) of words from the shipp
 dates, times, codes, percentages, phone-like numbers and punctuation, in mixed case; only characters of the
 ``ascii95`` charset preset, single spaces, none leading or trailing.
 
-Image: the line in a random font of the :class:`~.render.Renderer` on a paper colour with enough contrast
+Image: the line in a random font of the :class:`~.drawing.Renderer` on a paper colour with enough contrast
 (sometimes little), then each degradation with its own probability and strength: perspective, uneven light, blur,
 lost resolution, noise and JPEG re-encoding.
 
@@ -23,7 +23,7 @@ import numpy as np
 import PIL
 
 from ..errors import SettingError, ShadownetError
-from .render import Renderer, _fit, _paint, _text_mask
+from .drawing import Renderer, fit, paint, text_mask
 
 MAX_LENGTH = 40
 MAX_TOKENS = 8
@@ -331,8 +331,8 @@ def render_sentence(rng: np.random.Generator, renderer: Renderer) -> tuple[np.nd
     size = max(8, round(100 * height * rng.uniform(0.6, 0.85) / (ascent + descent)))
     angle = float(rng.uniform(-1.5, 1.5)) if rng.random() < 0.3 else 0.0
     margin = 3
-    mask, middle = _text_mask(text, renderer.font(choice, size), angle)
-    mask, scale = _fit(mask, None, height - 2 * margin)
+    mask, middle = text_mask(text, renderer.font(choice, size), angle)
+    mask, scale = fit(mask, None, height - 2 * margin)
     ink_h, ink_w = mask.shape
     top = round(height / 2 + rng.uniform(-0.06, 0.06) * height - middle * scale)
     top = min(max(top, margin), height - margin - ink_h)
@@ -343,7 +343,7 @@ def render_sentence(rng: np.random.Generator, renderer: Renderer) -> tuple[np.nd
     paper, ink, low_contrast = _colours(rng)
     image = np.empty((height, width, 3), np.float32)
     image[:] = paper
-    image = _paint(image, mask, top, left, ink)
+    image = paint(image, mask, top, left, ink)
     if rng.random() < 0.5:
         image = _perspective(image, rng)
     if rng.random() < 0.5:
