@@ -43,3 +43,11 @@ def write_bytes_atomic(final: Path, data: bytes) -> None:
 
 def write_text_atomic(final: Path, text: str) -> None:
     write_bytes_atomic(final, text.encode("utf-8"))
+
+
+def with_suffix(path: str | Path, suffix: str) -> str | Path:
+    """``path`` with its extension replaced by ``suffix``: a local Path, or an ``s3://``/``gs://`` key as text."""
+    if isinstance(path, Path):
+        return path.with_suffix(suffix)
+    stem, dot, ext = path.rpartition(".")
+    return (stem if dot and "/" not in ext else path) + suffix

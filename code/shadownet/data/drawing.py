@@ -117,3 +117,22 @@ def paint(image: np.ndarray, mask: np.ndarray, top: int, left: int, colour: np.n
     alpha = (mask.astype(np.float32) / 255.0)[..., None]
     image[top : top + height, left : left + width] = region * (1 - alpha) + colour * alpha
     return image
+
+
+def font_size(renderer: Renderer, choice: int, height: int, rng: np.random.Generator, low: float, high: float) -> int:
+    """A size for font ``choice`` whose line box (ascent + descent, measured at 100 px) fills a random share in
+    ``[low, high)`` of ``height``."""
+    ascent, descent = renderer.font(choice, 100).getmetrics()
+    return max(8, round(100 * height * rng.uniform(low, high) / (ascent + descent)))
+
+
+def place(mask: np.ndarray, middle: float, scale: float, height: int, margin: int, rng: np.random.Generator,
+          jitter: float, side: int) -> tuple[int, int, int]:
+    """Where a text ``mask`` goes on a line ``height`` px high: (top, left, the line's width). The middle of its
+    line box near the image's middle (within ``jitter`` x height), clamped so the ink stays inside; ``margin``
+    to ``side`` px of paper left and right."""
+    ink_h, ink_w = mask.shape
+    top = round(height / 2 + rng.uniform(-jitter, jitter) * height - middle * scale)
+    top = min(max(top, margin), height - margin - ink_h)
+    left = int(rng.integers(margin, side + 1))
+    return top, left, left + ink_w + int(rng.integers(margin, side + 1))

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..choices import SYNTH_KINDS
 from ..errors import ShadownetError
-from .drawing import Renderer, fit, paint, text_mask
+from .drawing import Renderer, fit, font_size, paint, place, text_mask
 from .sentences import render_sentence
 
 CAPTCHA_SIZE = (120, 40)  # width, height
@@ -103,19 +103,11 @@ def _render_line(text: str, height: int, rng: np.random.Generator, renderer: Ren
     """One token on one line, fully inside a ``height``-pixel-high image."""
     margin = 2
     choice = renderer.pick(rng)
-    # Size the font by its line box (ascent + descent), measured at 100 px.
-    ascent, descent = renderer.font(choice, 100).getmetrics()
-    size = max(8, round(100 * height * rng.uniform(0.55, 0.85) / (ascent + descent)))
+    size = font_size(renderer, choice, height, rng, 0.55, 0.85)
     mask, middle = text_mask(text, renderer.font(choice, size), float(rng.uniform(-3.0, 3.0)))
     # Rotating a long word raises its ink box; shrink rather than crop.
     mask, scale = fit(mask, None, height - 2 * margin)
-    ink_h, ink_w = mask.shape
-    # Line box middle near the image middle, then clamped so the ink stays inside.
-    top = round(height / 2 + rng.uniform(-0.08, 0.08) * height - middle * scale)
-    top = min(max(top, margin), height - margin - ink_h)
-    most = max(margin + 1, height // 2)
-    left = int(rng.integers(margin, most + 1))
-    width = left + ink_w + int(rng.integers(margin, most + 1))
+    top, left, width = place(mask, middle, scale, height, margin, rng, 0.08, max(margin + 1, height // 2))
 
     # Text in the opposite band of 0..255 from the background: >= ~80 apart per channel.
     light = bool(rng.random() < 0.75)

@@ -23,7 +23,7 @@ import numpy as np
 import PIL
 
 from ..errors import SettingError, ShadownetError
-from .drawing import Renderer, fit, paint, text_mask
+from .drawing import Renderer, fit, font_size, paint, place, text_mask
 
 MAX_LENGTH = 40
 MAX_TOKENS = 8
@@ -188,27 +188,19 @@ def _phone(rng: np.random.Generator) -> str:
     return f"+{int(rng.integers(1, 100))} {_digits(rng, 2)} {_digits(rng, 4)} {_digits(rng, 4)}"
 
 
+# The kinds of token and how often each comes: (cumulative share, maker); the rest, from SEPARATOR_SHARE, separators.
+_TOKEN_KINDS = ((0.5, _word), (0.6, _number), (0.68, _price), (0.75, _date), (0.79, _time), (0.85, _code),
+                (0.9, _percent), (0.94, _phone))
+_SEPARATOR_SHARE = _TOKEN_KINDS[-1][0]
+
+
 def _token(rng: np.random.Generator, words: Sequence[str], first: bool) -> str:
     """One token; a separator (``-``, ``/``, ``&`` ...) only between others, never ``first``."""
-    kind = rng.random() * (0.94 if first else 1.0)
-    if kind < 0.5:
-        token = _word(rng, words)
-    elif kind < 0.6:
-        token = _number(rng)
-    elif kind < 0.68:
-        token = _price(rng)
-    elif kind < 0.75:
-        token = _date(rng)
-    elif kind < 0.79:
-        token = _time(rng)
-    elif kind < 0.85:
-        token = _code(rng)
-    elif kind < 0.9:
-        token = _percent(rng)
-    elif kind < 0.94:
-        token = _phone(rng)
-    else:
+    kind = rng.random() * (_SEPARATOR_SHARE if first else 1.0)
+    maker = next((make for share, make in _TOKEN_KINDS if kind < share), None)
+    if maker is None:
         return _SEPARATORS[int(rng.integers(len(_SEPARATORS)))]
+    token = maker(rng, words) if maker is _word else maker(rng)
     punctuation = rng.random()
     if punctuation < 0.2:
         token += _TRAILING[int(rng.integers(len(_TRAILING)))]
@@ -327,18 +319,12 @@ def render_sentence(rng: np.random.Generator, renderer: Renderer) -> tuple[np.nd
     text = sentence_text(rng, renderer.words)
     height = int(rng.integers(32, 65))
     choice = renderer.pick(rng)
-    ascent, descent = renderer.font(choice, 100).getmetrics()
-    size = max(8, round(100 * height * rng.uniform(0.6, 0.85) / (ascent + descent)))
+    size = font_size(renderer, choice, height, rng, 0.6, 0.85)
     angle = float(rng.uniform(-1.5, 1.5)) if rng.random() < 0.3 else 0.0
     margin = 3
     mask, middle = text_mask(text, renderer.font(choice, size), angle)
     mask, scale = fit(mask, None, height - 2 * margin)
-    ink_h, ink_w = mask.shape
-    top = round(height / 2 + rng.uniform(-0.06, 0.06) * height - middle * scale)
-    top = min(max(top, margin), height - margin - ink_h)
-    side = max(margin + 1, height // 3)
-    left = int(rng.integers(margin, side + 1))
-    width = left + ink_w + int(rng.integers(margin, side + 1))
+    top, left, width = place(mask, middle, scale, height, margin, rng, 0.06, max(margin + 1, height // 3))
 
     paper, ink, low_contrast = _colours(rng)
     image = np.empty((height, width, 3), np.float32)
