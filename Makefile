@@ -82,7 +82,7 @@ OVERRIDES = $(if $(MODEL),--model $(MODEL)) $(if $(TRAIN_STEPS),--train-steps $(
 LOCK = UV_NATIVE_TLS=1 $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv sagemaker-sdk sample demo docs test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune bench-worker-loss bench-export bench-serve lint lock clean clean-docker \
+.PHONY: help venv sagemaker-sdk sample demo docs test test-fast test-gpu-image bench bench-train bench-accuracy bench-finetune bench-worker-loss bench-export bench-serve pretrain lint lock clean clean-docker \
 	base-image build build-tfrecords build-cpu build-gpu push push-tfrecords push-cpu push-gpu tfrecords train train-gpu evaluate export serve train-local submit
 
 help: ## list the targets
@@ -174,6 +174,27 @@ bench-accuracy: $(STAMP) ## benchmarks/accuracy.py: default settings, 15 min eac
 bench-finetune: $(STAMP) ## benchmarks/finetune.py: fine-tuning vs from scratch on 1,000 photographed mixed-case images (~30 min)
 	$(BIN)/pip install --quiet -r benchmarks/requirements-accuracy.txt
 	$(BIN)/python benchmarks/finetune.py $(BENCH_ARGS)
+
+# make pretrain: the run that long-line datasets fine-tune from (train --init-from PRETRAIN_DIR/model): PRETRAIN_COUNT
+# `synth --kind sentences` lines drawn in the fonts under PRETRAIN_FONT_DIRS (Debian's fonts-liberation2,
+# fonts-freefont-ttf, fonts-crosextra-carlito, fonts-crosextra-caladea, fonts-urw-base35: docs/training.md), their
+# records, then PRETRAIN_CONFIG. Each stage is skipped when its output is there; training resumes.
+PRETRAIN_DIR ?= $(OUTPUT_DIR)/pretrain
+PRETRAIN_COUNT ?= 100000
+PRETRAIN_CONFIG ?= configs/pretrain.yaml
+PRETRAIN_FONT_DIRS ?= /usr/share/fonts/truetype/liberation2 /usr/share/fonts/truetype/freefont \
+	/usr/share/fonts/truetype/crosextra /usr/share/fonts/opentype/urw-base35
+PRETRAIN_ARGS ?=
+
+pretrain: $(STAMP) ## sentences -> records -> train with PRETRAIN_CONFIG (30 min on 2 CPU cores): PRETRAIN_DIR/model to --init-from
+	[ -f $(PRETRAIN_DIR)/data/Train/sample.txt ] || $(SHADOWNET) synth --kind sentences --count $(PRETRAIN_COUNT) \
+		--seed $(SEED) --out $(PRETRAIN_DIR)/data $(foreach dir,$(PRETRAIN_FONT_DIRS),--font-dir $(dir))
+	[ -f $(PRETRAIN_DIR)/records/manifest.json ] || $(SHADOWNET) tfrecords --dataset-dir $(PRETRAIN_DIR)/data \
+		--save-dir $(PRETRAIN_DIR)/records --validation-ratio 0.02 --seed $(SEED)
+	$(SHADOWNET) train --tfrecords-dir $(PRETRAIN_DIR)/records --model-dir $(PRETRAIN_DIR)/model \
+		--config $(PRETRAIN_CONFIG) $(PRETRAIN_ARGS)
+	$(SHADOWNET) evaluate --tfrecords-dir $(PRETRAIN_DIR)/records --model-dir $(PRETRAIN_DIR)/model --split test \
+		--report $(PRETRAIN_DIR)/evaluation-test.json
 
 $(TOOLS_STAMP): requirements/tools.txt
 	$(PYTHON) -m venv $(TOOLS)

@@ -14,6 +14,7 @@ split's original image files. Prints one JSON line per dataset:
     pip install --no-deps -r benchmarks/requirements-peers.txt
     python benchmarks/accuracy.py [--datasets captcha,digits,words] [--seconds 900] [--work DIR]
     python benchmarks/accuracy.py --datasets long_lines,captcha2 [--init-from RUN] [--peers paddle,tesseract]
+    python benchmarks/accuracy.py --datasets long_lines --train-args "--max-width 800"   # not the defaults
 
 The default datasets are captcha, digits, words and mixed (docs/performance.md measures the first three);
 ``long_lines`` and ``captcha2`` are named with ``--datasets``. ``--peers`` (default ``auto``: both peers on
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -52,7 +54,7 @@ def shadownet(*args, capture: bool = False) -> str:
 
 
 def run(kind: str, work: Path, train: int, test: int, seconds: float, seed: int, init_from: str = "",
-        peers: tuple[str, ...] = ()) -> dict:
+        peers: tuple[str, ...] = (), train_args: tuple[str, ...] = ()) -> dict:
     data, records, model, export = (work / kind / name for name in ("data", "records", "model", "export"))
     if not (data / "Test" / "sample.txt").is_file():
         external_datasets.make(kind, data, train, test, seed)
@@ -65,7 +67,7 @@ def run(kind: str, work: Path, train: int, test: int, seconds: float, seed: int,
     began = time.monotonic()
     fine_tune = ("--init-from", init_from) if init_from else ()
     log = shadownet("train", "--tfrecords-dir", records, "--model-dir", model, "--max-train-seconds", seconds,
-                    *fine_tune, capture=True)
+                    *fine_tune, *train_args, capture=True)
     train_seconds = time.monotonic() - began
     sys.stderr.write(log)
     first = log.splitlines()[0]
@@ -81,8 +83,8 @@ def run(kind: str, work: Path, train: int, test: int, seconds: float, seed: int,
     images, labels = peer_runs.test_split(data)
     return {
         "dataset": kind, "source": external_datasets.SOURCES[kind], "train_images": train, "test_images": test,
-        "settings": "defaults", "max_train_seconds": seconds, "train_seconds": round(train_seconds, 1),
-        "steps": steps,
+        "settings": " ".join(train_args) or "defaults", "max_train_seconds": seconds,
+        "train_seconds": round(train_seconds, 1), "steps": steps,
         "images_per_sec": round(sum(rates[1:] or rates) / len(rates[1:] or rates), 1) if rates else None,
         "precision": re.search(r"mixed_precision=(\S+)", first).group(1), "model": config["model"],
         "batch_size": config["batch_size"],
@@ -127,6 +129,8 @@ def main() -> None:
     parser.add_argument("--peers", default="auto",
                         help=f"auto (both on {', '.join(PEERS_BY_DEFAULT)}), none, or a list of "
                              f"{', '.join(peer_runs.PEERS)}")
+    parser.add_argument("--train-args", default="", metavar="ARGS",
+                        help="more flags of shadownet train, e.g. '--max-width 512' (the report's settings)")
     args = parser.parse_args()
     kinds = args.datasets.split(",")
     for kind in kinds:
@@ -141,7 +145,7 @@ def main() -> None:
     for kind in kinds:
         peers = chosen if chosen is not None else peer_runs.PEERS if kind in PEERS_BY_DEFAULT else ()
         print(json.dumps(run(kind, args.work, args.train, args.test, args.seconds, args.seed, args.init_from,
-                             peers)), flush=True)
+                             peers, tuple(shlex.split(args.train_args)))), flush=True)
 
 
 if __name__ == "__main__":

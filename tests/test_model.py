@@ -80,6 +80,31 @@ def test_blank_is_the_last_class_in_loss_and_decoders():
     assert float(wrong_blank[0]) > 10.0
 
 
+def test_the_ctc_kernel_and_the_dense_graph_give_the_same_losses_and_gradients():
+    """The kernel (sparse labels, the default) and tf.nn.ctc_loss on dense labels (under XLA): the same values and
+    gradients, padding ignored, and infinity where the steps cannot hold a label (6 steps for 'aab' + 'aa' + ...)."""
+    rng = np.random.default_rng(0)
+    classes = CHARSET.num_classes
+    texts = ["aab", "hello", "x", "zzzz", "abcdefgh", "aaaaaaa"]
+    labels = tf.ragged.constant([CHARSET.encode(t) for t in texts]).to_tensor()
+    label_lengths = tf.constant([len(t) for t in texts])
+    logit_lengths = tf.constant([9, 12, 3, 7, 12, 6])  # 'aaaaaaa' needs 13 steps: impossible in 6
+    logits = tf.Variable(rng.normal(0, 2, (len(texts), 12, classes)).astype("float32"))
+    results = []
+    for compiled in (False, True):
+        with tf.GradientTape() as tape:
+            losses = ctc.loss(labels, label_lengths, logits, logit_lengths, CHARSET.blank_index, compiled=compiled)
+            finite = tf.reduce_sum(tf.where(tf.math.is_finite(losses), losses, 0.0))
+        results.append((losses.numpy(), tape.gradient(finite, logits).numpy()))
+    (kernel, kernel_grad), (dense, dense_grad) = results
+    assert np.isinf(kernel[5]) and np.isinf(dense[5])
+    assert np.all(np.isfinite(kernel[:5])) and np.all(kernel[:5] > 0)
+    np.testing.assert_allclose(kernel[:5], dense[:5], rtol=1e-4)
+    np.testing.assert_allclose(kernel_grad, dense_grad, atol=1e-4)
+    assert np.abs(kernel_grad[5]).max() == 0.0 and np.abs(kernel_grad[2, 3:]).max() == 0.0  # nothing past a length
+    assert ctc.min_time_steps(labels, label_lengths).numpy().tolist() == [4, 6, 1, 7, 8, 13]
+
+
 def test_greedy_ignores_steps_past_the_length():
     blank = CHARSET.blank_index
     logits = one_hot_logits([1, blank, 2, 3, 4], CHARSET.num_classes)

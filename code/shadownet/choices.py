@@ -24,6 +24,8 @@ LR_SCHEDULES = ("cosine", "constant")
 MIXED_PRECISION = ("auto", "off", "bfloat16", "float16")
 BEST_METRICS = ("word_accuracy", "char_error_rate", "loss")
 FREEZE = ("none", "conv")  # fine-tuning: conv trains only the recurrent and output layers
+# how hard a run regularises (learn/regime.py): auto, from the epochs it plans, or a regime by name
+REGULARIZATION = ("auto", "none", "light", "medium", "strong")
 HPO_METRICS = ("word_accuracy", "char_error_rate", "validation_loss")  # what a tuner's metric file reports
 
 # -- evaluation, export and serving (learn/)

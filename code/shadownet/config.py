@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "init_checkpoint": choices.CHECKPOINTS,
     "freeze": choices.FREEZE,
     "hpo_metric": choices.HPO_METRICS,
+    "regularization": choices.REGULARIZATION,
 }
 # What a fine-tuned run takes from the run it starts from (learn/finetune.py): what shapes the weights and
 # what the weights learned to read.
@@ -59,9 +60,13 @@ HELP: dict[str, str] = {
     "lr_schedule": "cosine: decay from the peak to a small floor by the last step; constant: the peak throughout",
     "warmup_steps": "steps of linear warm-up from 0 (capped at a tenth of a time-boxed run)",
     "clip_norm": "clip gradients to this global norm; 0: no clipping",
-    "weight_decay": "decoupled weight decay (Adam becomes AdamW); 0: none",
+    "weight_decay": "decoupled weight decay on the kernels (Adam only), in place of the regularization "
+                    "regime's; 0: the regime's",
+    "regularization": "auto: dropout, weight decay and augmentation strength grow with the epochs the run plans "
+                      "(none below 4, light, medium from 12, strong from 30); or none, light, medium, strong",
     "shuffle_buffer": "training examples shuffled together",
-    "augment": "random augmentation of training images: a horizontal stretch, contrast, brightness, noise",
+    "augment": "random augmentation of training images: a horizontal stretch, contrast, brightness, noise, and "
+               "what the regularization regime adds (slant, rotation, vertical shift and scale, blur, inversion)",
     "seed": "seed of initialisation, shuffling and augmentation",
     "mixed_precision": "auto: bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with AMX or "
                        "AVX512-BF16, float16 (with loss scaling) on older GPUs, else off (float32)",
@@ -102,7 +107,8 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     warmup_steps: int = 500
     clip_norm: float = 5.0  # global gradient norm; 0 disables clipping
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # 0: the regularization regime's
+    regularization: str = "auto"  # learn/regime.py: from the planned epochs, or a regime by name
     # -- input pipeline
     shuffle_buffer: int = 4096
     augment: bool = True

@@ -99,6 +99,16 @@ def build(name: str, num_classes: int, synchronized_batch_norm: bool = False) ->
     return keras.Model({"image": images, "width": widths}, logits, name=name)
 
 
+def set_dropout(model: keras.Model, rate: float) -> None:
+    """Dropout ``rate`` on the inputs of both recurrent layers (each direction's LSTM; one mask per sequence, the
+    same at every time step). A Python value read when the training step is traced: retrace after a change.
+    Nothing is added to the weights, so checkpoints are unchanged."""
+    for layer in model.layers:
+        if isinstance(layer, layers.Bidirectional):
+            for direction in (layer.forward_layer, layer.backward_layer):
+                direction.cell.dropout = float(rate)
+
+
 def freeze(model: keras.Model, which: str) -> None:
     """``conv``: the convolutions and their batch norms stop training (a frozen batch norm runs in inference
     mode: its statistics stay fixed); ``none``: everything trains."""

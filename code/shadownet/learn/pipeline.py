@@ -35,7 +35,7 @@ from ..data.record_format import (
     LABEL_TEXT,
 )
 from ..geometry import HEIGHT, WIDTH_DOWNSAMPLE
-from . import read_records
+from . import ctc, read_records
 
 WINDOW_BATCHES = 16  # batches sorted together by width
 
@@ -141,9 +141,7 @@ def normalize(images):
 
 def ctc_min_widths(labels, lengths):
     """Narrowest width whose time steps fit each label: 4 x (characters + adjacent repeats)."""
-    valid = tf.sequence_mask(lengths - 1, tf.shape(labels)[1] - 1)
-    repeats = tf.reduce_sum(tf.cast(tf.equal(labels[:, 1:], labels[:, :-1]) & valid, tf.int32), axis=1)
-    return (lengths + repeats) * WIDTH_DOWNSAMPLE
+    return ctc.min_time_steps(labels, lengths) * WIDTH_DOWNSAMPLE
 
 
 def _stretch(images, widths, min_widths, max_width: int):
@@ -178,6 +176,46 @@ def _photometric(images):
     return images
 
 
+# What the regularization regime adds at strength 1 (learn/regime.py); a strength s scales every amplitude.
+SLANT = 0.3  # horizontal shear: x moves by up to this times the distance from the middle row
+ROTATION = 0.03  # radians, and never more than ROTATION_DRIFT px of vertical drift at either end of a line
+ROTATION_DRIFT = 3.0
+VERTICAL_SCALE = 0.12  # the text's height changes by up to this share
+VERTICAL_SHIFT = 0.08  # of the height
+INVERTED = 0.2  # share of the images turned into light text on dark
+BLURRED = 0.4  # share of the batches blurred by a 3 x 3 binomial filter
+
+
+def _regime_augment(images, widths, strength):
+    """A slant, a small rotation, a vertical shift and scale per image, light text on dark for some images and a
+    blur for some batches, all scaled by ``strength`` (a variable: the regime's, read per batch; 0: none)."""
+    n = tf.shape(images)[0]
+    s = tf.cast(strength, tf.float32)
+    centre_x, centre_y = tf.cast(widths, tf.float32) / 2.0, HEIGHT / 2.0
+    angle = tf.random.uniform([n], -1.0, 1.0) * s * tf.minimum(
+        ROTATION, ROTATION_DRIFT / tf.maximum(centre_x, 1.0))
+    slant = tf.random.uniform([n], -SLANT, SLANT) * s
+    scale = 1.0 + tf.random.uniform([n], -VERTICAL_SCALE, VERTICAL_SCALE) * s
+    shift = tf.random.uniform([n], -VERTICAL_SHIFT, VERTICAL_SHIFT) * s * HEIGHT
+    # Output pixel (x, y) reads the input at (a0 x + a1 y + a2, b0 x + b1 y + b2), about the text's middle.
+    a0, a1 = tf.cos(angle), slant - tf.sin(angle)
+    b0, b1 = tf.sin(angle) / scale, tf.cos(angle) / scale
+    a2 = centre_x - a0 * centre_x - a1 * centre_y
+    b2 = centre_y + shift - b0 * centre_x - b1 * centre_y
+    zeros = tf.zeros([n])
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    images = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="NEAREST")
+    inverted = tf.random.uniform([n, 1, 1, 1]) < INVERTED * s
+    images = tf.where(inverted, -images, images)
+    binomial = tf.constant([1.0, 2.0, 1.0]) / 4.0
+    kernel = tf.tile((binomial[:, None] * binomial[None, :])[:, :, None, None], [1, 1, 3, 1])
+    return tf.cond(tf.random.uniform([]) < BLURRED * s,
+                   lambda: tf.nn.depthwise_conv2d(images, kernel, [1, 1, 1, 1], "SAME"),
+                   lambda: images)
+
+
 def _pad_to_bucket(images, buckets: list[int]):
     table = tf.constant(buckets)
     current = tf.shape(images)[2]
@@ -185,8 +223,9 @@ def _pad_to_bucket(images, buckets: list[int]):
     return tf.pad(images, [[0, 0], [0, 0], [0, target - current], [0, 0]])
 
 
-def make_batch_fn(config: TrainConfig, training: bool):
-    """serialized [n] -> (inputs, targets) for the model; see the module docstring."""
+def make_batch_fn(config: TrainConfig, training: bool, augment_strength=None):
+    """serialized [n] -> (inputs, targets) for the model; see the module docstring. ``augment_strength``: the
+    regime's (a variable), for training batches; None adds nothing to the basic augmentation."""
     buckets = [geometry.FIXED_WIDTH] if config.input_mode == "fixed" else bucket_widths(config.max_width)
 
     def batch_fn(serialized):
@@ -212,6 +251,9 @@ def make_batch_fn(config: TrainConfig, training: bool):
         if training and config.augment:
             if config.input_mode == "keep_ratio":
                 images, widths = _stretch(images, widths, ctc_min_widths(labels, lengths), config.max_width)
+            if augment_strength is not None:
+                images = tf.cond(augment_strength > 0.0, lambda: _regime_augment(images, widths, augment_strength),
+                                 lambda: images)
             images = _photometric(images)
         images = _pad_to_bucket(images, buckets)
         inputs = {"image": images, "width": widths}
@@ -241,26 +283,27 @@ def _width_sorted_groups(batch_size: int, drop_remainder: bool):
     return split
 
 
-def _batches(raw: tf.data.Dataset, config: TrainConfig, batch_size: int, training: bool) -> tf.data.Dataset:
+def _batches(raw: tf.data.Dataset, config: TrainConfig, batch_size: int, training: bool,
+             augment_strength=None) -> tf.data.Dataset:
     groups = raw.batch(batch_size * WINDOW_BATCHES).map(_width_sorted_groups(batch_size, drop_remainder=training))
     groups = groups.unbatch()
     if training:  # sorting put narrow batches first in each window
         groups = groups.shuffle(WINDOW_BATCHES * 2, seed=config.seed)
-    return groups.map(make_batch_fn(config, training), num_parallel_calls=tf.data.AUTOTUNE,
+    return groups.map(make_batch_fn(config, training, augment_strength), num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=not training).prefetch(tf.data.AUTOTUNE)
 
 
 def train_dataset(records_dir: Path, config: TrainConfig, batch_size: int | None = None,
-                  shard: tuple[int, int] = (0, 1), ready=None) -> tf.data.Dataset:
+                  shard: tuple[int, int] = (0, 1), ready=None, augment_strength=None) -> tf.data.Dataset:
     """Endless shuffled, augmented batches of the train split.
 
     ``shard=(index, count)``: batches of worker ``index``'s part of the records only, disjoint from the
     other ``count - 1`` workers' (see ``read_records.raw_split``). ``ready(path)``: blocks until a record
-    file still being staged is there.
+    file still being staged is there. ``augment_strength``: the regime's (``Trainer.augment_strength``).
     """
     raw = read_records.raw_split(records_dir, "train", deterministic=False, shard=shard, ready=ready)
     raw = raw.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True).repeat()
-    return _batches(raw, config, batch_size or config.batch_size, training=True)
+    return _batches(raw, config, batch_size or config.batch_size, training=True, augment_strength=augment_strength)
 
 
 def eval_dataset(records_dir: Path, split: str, config: TrainConfig, batch_size: int | None = None,

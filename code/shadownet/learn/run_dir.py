@@ -58,6 +58,9 @@ def write_run(model_dir: Path, config: TrainConfig, charset: Charset, parent: di
     parent = parent or read_parent(model_dir)
     if parent:
         values["parent"] = parent
+    plan = read_regularization(model_dir)  # a resumed run keeps what it decided
+    if plan:
+        values[REGULARIZATION_KEY] = plan
     write_text_atomic(model_dir / CONFIG_FILE, json.dumps(values, indent=2, sort_keys=True) + "\n")
     write_text_atomic(model_dir / CHARSET_FILE, json.dumps({"characters": "".join(charset.characters)},
                                                            ensure_ascii=False) + "\n")
@@ -83,7 +86,7 @@ def check_same_run(model_dir: Path, config: TrainConfig, charset: Charset) -> No
 # What a hyperparameter tuner varies between trials: a run resumes its checkpoints only under the same values,
 # so that no trial ever continues another one's training (two trials given one --model-dir by mistake).
 TRIAL_SETTINGS = ("learning_rate", "warmup_steps", "batch_size", "optimizer", "lr_schedule", "weight_decay",
-                  "clip_norm", "augment", "seed", "freeze", "init_from")
+                  "clip_norm", "augment", "seed", "freeze", "init_from", "regularization")
 
 
 def _check_same_trial(model_dir: Path, config: TrainConfig, recorded: dict) -> None:
@@ -113,6 +116,23 @@ def read_parent(model_dir: Path) -> dict | None:
     return _read_json(path).get("parent") if path.is_file() else None
 
 
+REGULARIZATION_KEY = "regularization_plan"  # config.json: the regime the run decided (learn/regime.py)
+
+
+def write_regularization(model_dir: Path, plan: dict) -> None:
+    """Record the regime the run decided in its config.json (the chief's)."""
+    path = Path(model_dir) / CONFIG_FILE
+    values = _read_json(path)
+    values[REGULARIZATION_KEY] = plan
+    write_text_atomic(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+
+def read_regularization(model_dir: Path) -> dict | None:
+    """The regime a run decided, as its config.json records it (None: not decided yet)."""
+    path = Path(model_dir) / CONFIG_FILE
+    return _read_json(path).get(REGULARIZATION_KEY) if path.is_file() else None
+
+
 def read_run(model_dir: Path) -> tuple[TrainConfig, Charset]:
     """The settings and charset of a finished (or running) training run."""
     model_dir = Path(model_dir)
@@ -121,6 +141,7 @@ def read_run(model_dir: Path) -> tuple[TrainConfig, Charset]:
         raise ShadownetError(f"{model_dir}: no {CONFIG_FILE}; is this the --model-dir of a training run?")
     values = _read_json(path)
     values.pop("parent", None)
+    values.pop(REGULARIZATION_KEY, None)
     config = TrainConfig(**{key: coerce(key, value, str(path)) for key, value in values.items()})
     characters = _read_json(model_dir / CHARSET_FILE).get("characters")
     if not isinstance(characters, str):

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from ..config import TrainConfig
 from ..errors import ShadownetError
-from . import distribute, finetune, pipeline, read_records, run_dir
+from . import distribute, finetune, pipeline, read_records, regime, run_dir
 from .budget import Budget, warmup_for
 from .trainer import Trainer, resolve_precision
 
@@ -152,6 +152,8 @@ class _Run:
         self.report, self.records_ready = report, records_ready
         self.tfrecords_dir, self.model_dir = tfrecords_dir, trainer.model_dir
         counts = manifest["counts"]
+        self.train_examples = counts["train"]
+        self.regime_plan: dict | None = None
         self.eval_images = min(counts["validation"], config.eval_max_samples or counts["validation"])
         self.validation = pipeline.eval_dataset(tfrecords_dir, "validation", config,
                                                 max_samples=config.eval_max_samples) if self.eval_images else None
@@ -174,9 +176,15 @@ class _Run:
         if step >= config.train_steps:
             log(f"already trained: step {step} of {config.train_steps}")
             return TrainResult(step, False, self.best)
+        self.regime_plan = run_dir.read_regularization(self.model_dir) if step else None
+        if self.regime_plan is not None:  # a resumed run keeps what it decided
+            trainer.regularize(self.regime_plan)
+            log(f"{regime.describe(self.regime_plan)} (as decided at the start of this run)")
+        elif not budget.seconds:  # the planned steps are train_steps
+            self._regularize(config.train_steps)
         batches = iter(trainer.distribute_batches(
             lambda size, shard: pipeline.train_dataset(self.tfrecords_dir, config, size, shard,
-                                                       self.records_ready)))
+                                                       self.records_ready, trainer.augment_strength)))
         window_loss, window_images, window_start = [], 0, budget.now()
         stopped_early = preempted = False
         first_step = saved_step = step
@@ -259,7 +267,20 @@ class _Run:
             self.log(f"time budget: about {horizon} steps fit in {self.config.max_train_seconds:.0f} s "
                      f"({self.budget.step_time:.3f} s a step); learning rate warms up over {warmup} steps "
                      f"and decays until step {horizon}")
+        if self.regime_plan is None:
+            self._regularize(horizon)
         self.planned = True
+
+    def _regularize(self, planned_steps: int) -> None:
+        """Decide the regime from the epochs ``planned_steps`` make (``regime``), apply, log and record it."""
+        config, trainer = self.config, self.trainer
+        self.regime_plan = regime.decide(config.regularization, planned_steps,
+                                         config.batch_size * trainer.strategy.num_replicas_in_sync,
+                                         self.train_examples, config.weight_decay, config.optimizer)
+        trainer.regularize(self.regime_plan)
+        self.log(regime.describe(self.regime_plan))
+        if trainer.chief:
+            run_dir.write_regularization(self.model_dir, self.regime_plan)
 
     def _evaluate(self, step: int, deadline: float | None = None) -> bool:
         """Evaluate on the validation split and keep the best checkpoint; False if ``deadline`` came first."""

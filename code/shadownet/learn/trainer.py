@@ -61,14 +61,13 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(config: TrainConfig, replicas: int = 1) -> keras.optimizers.Optimizer:
-    """The configured optimizer (its ``Schedule`` as ``.schedule``); it does not clip (the training step does)."""
+    """The configured optimizer (its ``Schedule`` as ``.schedule``); it neither clips nor decays the weights
+    (the training step does both)."""
     peak = config.learning_rate * (replicas if config.scale_learning_rate else 1)
     schedule = Schedule(peak, config.warmup_steps, config.train_steps, config.lr_schedule)
     if config.optimizer == "adadelta":  # the original's; it wants a learning rate near 1
         optimizer = keras.optimizers.Adadelta(schedule)
-    elif config.weight_decay:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    else:
+    else:  # weight decay, when the regime has some, is the training step's (Trainer.regularize)
         optimizer = keras.optimizers.Adam(schedule)
     if config.mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -110,6 +109,8 @@ class Trainer:
             # XLA compiles a function for one device, and this step reads variables on every replica's.
             raise ShadownetError(f"xla is not supported when training on {replicas} devices; set xla to false")
         set_precision(config.mixed_precision)
+        # The input pipeline reads it (a variable of the host, outside the replicas): 0 adds no augmentation.
+        self.augment_strength = tf.Variable(0.0, trainable=False, name="augment_strength")
         with self.strategy.scope():
             self.model = shadownet_model.build(config.model, charset.num_classes,
                                                synchronized_batch_norm=replicas > 1)
@@ -118,9 +119,15 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.schedule = self.optimizer.schedule
+            # The regime's (learn/regime.py): set by regularize once the run has planned its epochs.
+            self.weight_decay = tf.Variable(0.0, trainable=False, name="weight_decay")
             self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                                   schedule=tf.train.Checkpoint(warmup=self.schedule.warmup,
                                                                                total=self.schedule.total))
+        # Decoupled weight decay (AdamW's) on the kernels; not under Adadelta (see learn/regime.py).
+        self.decayed = [v for v in self.model.trainable_variables if len(v.shape) >= 2] \
+            if config.optimizer == "adam" else []
+        self.dropout = 0.0  # on the recurrent layers' inputs (model.set_dropout)
         self.workers = distribute.workers(self.strategy)
         self.chief = distribute.is_chief(self.strategy)
         # Every worker saves; only the chief where the run lives, the others into scratch (see save).
@@ -129,7 +136,8 @@ class Trainer:
                                                   max_to_keep=config.keep_checkpoints)
         self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / BEST_DIR, max_to_keep=1)
         self.worker_mean = distribute.worker_mean(self.strategy)
-        self.train_step = tf.function(self._train_step, jit_compile=bool(config.xla), reduce_retracing=True)
+        self.train_step = self._compile_train_step()
+        self._batch_spec = None
         # Evaluation runs outside the replicas, on the first device's copy of the weights.
         self.eval_step = tf.function(self._eval_step, input_signature=[INPUTS_SPEC, EVAL_TARGETS_SPEC])
 
@@ -148,11 +156,30 @@ class Trainer:
 
         batches = self.strategy.distribute_datasets_from_function(dataset_fn)
         # One trace for every batch shape (widths vary by bucket); XLA still compiles per shape.
-        self.train_step.get_concrete_function(*batches.element_spec)
+        self._batch_spec = batches.element_spec
+        self.train_step.get_concrete_function(*self._batch_spec)
         return batches
 
+    def _compile_train_step(self):
+        return tf.function(self._train_step, jit_compile=bool(self.config.xla), reduce_retracing=True)
+
+    def regularize(self, plan: dict) -> None:
+        """Apply a regime (``regime.decide``'s plan): dropout, weight decay and augmentation strength. A new
+        dropout rate retraces the training step (it is part of the traced graph); the others are variables."""
+        self.weight_decay.assign(plan["weight_decay"] if self.decayed else 0.0)
+        self.augment_strength.assign(plan["augment_strength"])
+        if plan["dropout"] != self.dropout:
+            self.dropout = plan["dropout"]
+            shadownet_model.set_dropout(self.model, self.dropout)
+            self.train_step = self._compile_train_step()
+            if self._batch_spec is not None:
+                self.train_step.get_concrete_function(*self._batch_spec)
+
     def _train_step(self, inputs, targets):
+        learning_rate = self.schedule(self.optimizer.iterations)  # this step's, before the update counts it
         losses = self.strategy.run(self._replica_step, args=(inputs, targets))
+        for variable in self.decayed:  # in cross-replica context: every replica's copy alike
+            variable.assign_sub(variable * (self.weight_decay * learning_rate))
         self.step.assign_add(1)
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
@@ -164,7 +191,8 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)
             lengths = shadownet_model.sequence_lengths(inputs["width"])
-            losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, self.charset.blank_index)
+            losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, self.charset.blank_index,
+                              compiled=bool(self.config.xla))
             # Summed over the replicas (as the optimizer sums the gradients), this is the global batch's mean.
             loss = tf.math.divide_no_nan(tf.reduce_sum(losses), global_size)
             scaled = self.optimizer.scale_loss(loss)  # identity unless float16 loss scaling
