@@ -149,6 +149,28 @@ def test_fonts_that_lack_a_glyph_are_left_out_and_named(tmp_path):
     assert kept == (dejavu,) and skipped == []
 
 
+@pytest.mark.skipif(not (SYSTEM_FONTS / "DejaVuSans.ttf").is_file(), reason=f"needs DejaVu Sans in {SYSTEM_FONTS}")
+def test_symbol_fonts_are_left_out(tmp_path):
+    """A face whose OS/2 family class is Symbolic (12) draws ASCII as dingbats or Greek: left out, though it has a
+    glyph for every character. The test makes one: DejaVu Sans with that class written into its OS/2 table."""
+    import struct
+
+    from shadownet.data.sentences import symbolic, usable_fonts
+
+    dejavu = SYSTEM_FONTS / "DejaVuSans.ttf"
+    data = bytearray(dejavu.read_bytes())
+    tables = {bytes(data[12 + 16 * i: 16 + 16 * i]): struct.unpack_from(">I", data, 20 + 16 * i)[0]
+              for i in range(struct.unpack_from(">H", data, 4)[0])}
+    struct.pack_into(">h", data, tables[b"OS/2"] + 30, 12 << 8)
+    symbols = tmp_path / "Symbols.ttf"
+    symbols.write_bytes(bytes(data))
+    assert symbolic(symbols) and not symbolic(dejavu)
+    kept, skipped = usable_fonts([dejavu, symbols], "Az09")
+    assert kept == (dejavu,)
+    assert skipped == [{"name": "Symbols.ttf", "reason": "a symbol font (OS/2 family class Symbolic): it draws "
+                                                         "letters as symbols"}]
+
+
 def test_validate_and_tfrecords_keep_the_labels(tmp_path):
     data, save = tmp_path / "data", tmp_path / "records"
     generate(SynthConfig(out_dir=data, count=16, kind="sentences", seed=9, test_ratio=0.25))

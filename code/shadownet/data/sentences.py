@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from pathlib import Path
 from typing import Sequence
 
@@ -78,9 +79,28 @@ def missing_glyphs(path: Path, characters: str) -> str:
     return "".join(c for c in characters if not c.isspace() and shape(c) == notdef)
 
 
+SYMBOLIC = 12  # the OS/2 table's sFamilyClass (high byte) of symbol faces
+
+
+def symbolic(path: Path) -> bool:
+    """Whether the font's OS/2 table classes it as Symbolic. Such faces map the ASCII code points to dingbats or
+    Greek letters (URW's D050000L and Standard Symbols PS draw ``Hello`` as stars or ``Hεllo``): glyphs, not the
+    .notdef box, so ``missing_glyphs`` cannot tell them from text."""
+    data = Path(path).read_bytes()
+    try:
+        start = struct.unpack_from(">I", data, 12)[0] if data[:4] == b"ttcf" else 0  # a collection: its first face
+        for index in range(struct.unpack_from(">H", data, start + 4)[0]):
+            tag, _, offset, length = struct.unpack_from(">4sIII", data, start + 12 + 16 * index)
+            if tag == b"OS/2" and length >= 32:
+                return struct.unpack_from(">h", data, offset + 30)[0] >> 8 == SYMBOLIC
+    except struct.error:  # a short or odd table directory: FreeType opened it, so judge by the glyphs alone
+        return False
+    return False
+
+
 def usable_fonts(paths: Sequence[Path], characters: str) -> tuple[tuple[Path, ...], list[dict]]:
-    """(the fonts of ``paths`` that draw every one of ``characters``, the others with what they lack): a folder of
-    system fonts holds symbol and script faces whose boxes would be labelled as text."""
+    """(the fonts of ``paths`` that draw every one of ``characters`` as text, the others with the reason): a folder
+    of system fonts holds symbol and script faces whose boxes or symbols would be labelled as text."""
     kept, skipped = [], []
     for path in paths:
         try:
@@ -88,7 +108,10 @@ def usable_fonts(paths: Sequence[Path], characters: str) -> tuple[tuple[Path, ..
         except OSError as exc:  # not a font Pillow's FreeType can open
             skipped.append({"name": Path(path).name, "reason": f"cannot be opened ({exc})"})
             continue
-        if missing:
+        if symbolic(path):
+            skipped.append({"name": Path(path).name, "reason": "a symbol font (OS/2 family class Symbolic): it "
+                                                              "draws letters as symbols"})
+        elif missing:
             skipped.append({"name": Path(path).name, "reason": f"no glyph for {missing[:20]!r}"
                             + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")})
         else:
