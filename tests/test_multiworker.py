@@ -58,8 +58,8 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 TRAIN_FLAGS = ("--model", "shadownet_small", "--log-every", "1", "--eval-every", "100", "--checkpoint-every", "2",
-               "--warmup-steps", "1", "--shuffle-buffer", "1", "--augment", "false", "--seed", "7",
-               "--mixed-precision", "off",
+               "--warmup-steps", "1", "--shuffle-buffer", "1", "--augment", "false", "--regularization", "none",
+               "--seed", "7", "--mixed-precision", "off",  # no dropout: its masks differ with the replicas
                "--input-mode", "fixed", "--worker-timeout-seconds", "60")  # the option, exercised
 
 
