@@ -25,7 +25,7 @@ def test_each_config_says_what_it_is_for_and_loads(path):
 
 
 def test_the_experiments_are_there():
-    assert {p.stem for p in CONFIGS} == {"demo", "recipe", "cloud"}
+    assert {p.stem for p in CONFIGS} == {"demo", "recipe", "cloud", "pretrain"}
     # The checkout's file (editable install) or its copy in the package (wheel, image): the same text.
     assert config.experiment("cloud").read_text() == (REPO / "configs" / "cloud.yaml").read_text()
 

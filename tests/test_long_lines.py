@@ -237,3 +237,46 @@ def test_labels_with_spaces_and_punctuation_reach_records_batches_evaluation_and
     served = tf.saved_model.load(str(version)).signatures["serving_default"](
         image_bytes=tf.constant([(root / "img/Test0.jpg").read_bytes()]))
     assert set(served["text"].numpy()[0].decode("utf-8")) <= set(charset.characters)
+
+
+# -- the pretraining recipe (make pretrain) --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_make_pretrain_runs_the_recipe_and_a_rerun_resumes(tmp_path):
+    """`make pretrain` at a small scale (48 lines in DejaVu Sans, 3 steps): sentences, records, the run with
+    configs/pretrain.yaml's settings, its evaluation; a second call skips what is there and resumes."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo, venv = Path(__file__).resolve().parents[1], Path(sys.executable).parent.parent
+    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    if not font.is_file() or not (venv / ".installed").is_file():
+        pytest.skip("needs DejaVu Sans and this venv made by `make venv`")
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    shutil.copy(font, fonts)
+    out = tmp_path / "pretrain"
+    command = ["make", "--no-print-directory", "-C", str(repo), "pretrain", f"VENV={venv}", f"PRETRAIN_DIR={out}",
+               "PRETRAIN_COUNT=48", f"PRETRAIN_FONT_DIRS={fonts}",
+               "PRETRAIN_ARGS=--train-steps 3 --max-train-seconds 0 --eval-every 3 --checkpoint-every 3"]
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    first = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    lines = (out / "data" / "Train" / "sample.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) + len((out / "data" / "Test" / "sample.txt").read_text().splitlines()) == 48
+    assert any(" " in line.partition(" ")[2] for line in lines)  # whole lines, spaces kept
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert (config["max_width"], config["batch_size"], config["train_steps"]) == (800, 32, 3)
+    assert config["regularization_plan"]["name"] in ("none", "light", "medium", "strong")
+    report = json.loads((out / "evaluation-test.json").read_text())
+    assert report["num_samples"] == 5 and report["split"] == "test"  # round(48 x 0.1) test lines
+    made = {path: path.stat().st_mtime_ns for path in (out / "data" / "Train" / "sample.txt",
+                                                       out / "records" / "manifest.json")}
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert {path: path.stat().st_mtime_ns for path in made} == made  # the lines and the records were there
+    assert "already trained: step 3 of 3" in second.stdout + second.stderr

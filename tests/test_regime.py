@@ -102,15 +102,20 @@ def test_a_run_logs_records_and_keeps_its_regime(tmp_path, records_dir):
     config.json recorded, not a new decision on its new train_steps."""
     train_count = json.loads((records_dir / "manifest.json").read_text())["counts"]["train"]
     model_dir, lines = tmp_path / "run", []
-    train(TrainConfig(**TINY, train_steps=100), records_dir, model_dir, log=lines.append)
+    train(TrainConfig(**TINY, train_steps=100, regularization="auto"), records_dir, model_dir, log=lines.append)
     plan = json.loads((model_dir / "config.json").read_text())["regularization_plan"]
     expected = regime.decide("auto", 100, 8, train_count)
     assert plan == expected and plan["name"] == "strong"
     assert regime.describe(expected) in lines
     lines.clear()
-    train(TrainConfig(**TINY, train_steps=104), records_dir, model_dir, log=lines.append)
+    train(TrainConfig(**TINY, train_steps=104, regularization="auto"), records_dir, model_dir, log=lines.append)
     assert f"{regime.describe(expected)} (as decided at the start of this run)" in lines
     assert json.loads((model_dir / "config.json").read_text())["regularization_plan"] == expected
+
+    default, lines = tmp_path / "default", []
+    train(TrainConfig(**TINY, train_steps=2), records_dir, default, log=lines.append)
+    plan = json.loads((default / "config.json").read_text())["regularization_plan"]
+    assert (plan["name"], plan["chosen_by"], plan["dropout"], plan["weight_decay"]) == ("none", "setting", 0.0, 0.0)
 
     other, lines = tmp_path / "other", []
     train(TrainConfig(**TINY, train_steps=2, regularization="medium"), records_dir, other, log=lines.append)

@@ -62,8 +62,9 @@ HELP: dict[str, str] = {
     "clip_norm": "clip gradients to this global norm; 0: no clipping",
     "weight_decay": "decoupled weight decay on the kernels (Adam only), in place of the regularization "
                     "regime's; 0: the regime's",
-    "regularization": "auto: dropout, weight decay and augmentation strength grow with the epochs the run plans "
-                      "(none below 4, light, medium from 12, strong from 30); or none, light, medium, strong",
+    "regularization": "none: no dropout, weight decay or added augmentation; auto: they grow with the epochs the "
+                      "run plans (none below 4, light, medium from 12, strong from 30; measured to stop a captcha "
+                      "run from scratch from learning at all, hence not the default yet); or light, medium, strong",
     "shuffle_buffer": "training examples shuffled together",
     "augment": "random augmentation of training images: a horizontal stretch, contrast, brightness, noise, and "
                "what the regularization regime adds (slant, rotation, vertical shift and scale, blur, inversion)",
@@ -108,7 +109,7 @@ class TrainConfig:
     warmup_steps: int = 500
     clip_norm: float = 5.0  # global gradient norm; 0 disables clipping
     weight_decay: float = 0.0  # 0: the regularization regime's
-    regularization: str = "auto"  # learn/regime.py: from the planned epochs, or a regime by name
+    regularization: str = "none"  # learn/regime.py: auto (from the planned epochs), or a regime by name
     # -- input pipeline
     shuffle_buffer: int = 4096
     augment: bool = True
