@@ -81,7 +81,7 @@ def test_blank_is_the_last_class_in_loss_and_decoders():
 
 
 def test_the_ctc_kernel_and_the_dense_graph_give_the_same_losses_and_gradients():
-    """The kernel (sparse labels, the default) and tf.nn.ctc_loss on dense labels (under XLA): the same values and
+    """The kernel (sparse labels, the default) and tf.nn.ctc_loss on dense labels (training): the same values and
     gradients, padding ignored, and infinity where the steps cannot hold a label (6 steps for 'aab' + 'aa' + ...)."""
     rng = np.random.default_rng(0)
     classes = CHARSET.num_classes
@@ -91,9 +91,9 @@ def test_the_ctc_kernel_and_the_dense_graph_give_the_same_losses_and_gradients()
     logit_lengths = tf.constant([9, 12, 3, 7, 12, 6])  # 'aaaaaaa' needs 13 steps: impossible in 6
     logits = tf.Variable(rng.normal(0, 2, (len(texts), 12, classes)).astype("float32"))
     results = []
-    for compiled in (False, True):
+    for dense in (False, True):
         with tf.GradientTape() as tape:
-            losses = ctc.loss(labels, label_lengths, logits, logit_lengths, CHARSET.blank_index, compiled=compiled)
+            losses = ctc.loss(labels, label_lengths, logits, logit_lengths, CHARSET.blank_index, dense=dense)
             finite = tf.reduce_sum(tf.where(tf.math.is_finite(losses), losses, 0.0))
         results.append((losses.numpy(), tape.gradient(finite, logits).numpy()))
     (kernel, kernel_grad), (dense, dense_grad) = results

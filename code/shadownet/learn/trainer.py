@@ -191,8 +191,9 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)
             lengths = shadownet_model.sequence_lengths(inputs["width"])
+            # Dense labels: see ctc.loss (the kernel breaks the equivalence of N replicas with one device).
             losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, self.charset.blank_index,
-                              compiled=bool(self.config.xla))
+                              dense=True)
             # Summed over the replicas (as the optimizer sums the gradients), this is the global batch's mean.
             loss = tf.math.divide_no_nan(tf.reduce_sum(losses), global_size)
             scaled = self.optimizer.scale_loss(loss)  # identity unless float16 loss scaling
