@@ -140,3 +140,9 @@ def test_weight_decay_shrinks_the_kernels(tmp_path, records_dir):
     # update is about the learning rate, 1e-9
     np.testing.assert_allclose(dense.weights[0].numpy(), kernel * 0.5, rtol=1e-3, atol=1e-7)
     np.testing.assert_allclose(dense.weights[1].numpy(), bias, atol=1e-6)
+    # Turned off again: the step is traced without the decay (no work per step) and the kernels stay put.
+    trainer.regularize({"dropout": 0.0, "weight_decay": 0.0, "augment_strength": 0.0})
+    assert trainer.decaying is False
+    kernel = dense.weights[0].numpy()
+    trainer.train_step(*next(batches))
+    np.testing.assert_allclose(dense.weights[0].numpy(), kernel, atol=1e-6)

@@ -24,9 +24,8 @@ def loss(labels, label_lengths, logits, logit_lengths, blank_index: int, dense: 
     TensorFlow's CTC kernel (``tf.compat.v1.nn.ctc_loss``, sparse labels) computes it; ``tf.nn.ctc_loss`` with
     dense labels builds the same sums from graph ops, about 8x slower on a CPU for 40-character labels over 200
     time steps (0.57 s against 0.07 s a batch of 64, the same gradients to 1e-5). That one is used where ``dense``
-    asks for it, and with a blank that is not the last class. The training step asks for it: under XLA the kernel
-    cannot run, and with the kernel two replicas no longer train as one device does (weights 1.7e-3 apart after 4
-    steps, tests/test_distribute.py), which is not understood yet.
+    asks for it (the training step under XLA, which cannot compile the kernel), and with a blank that is not the
+    last class.
     """
     labels, logits = tf.cast(labels, tf.int32), tf.cast(logits, tf.float32)
     label_lengths, logit_lengths = tf.cast(label_lengths, tf.int32), tf.cast(logit_lengths, tf.int32)

@@ -128,6 +128,7 @@ class Trainer:
         self.decayed = [v for v in self.model.trainable_variables if len(v.shape) >= 2] \
             if config.optimizer == "adam" else []
         self.dropout = 0.0  # on the recurrent layers' inputs (model.set_dropout)
+        self.decaying = False  # whether the traced step applies weight decay at all (none: no work per step)
         self.workers = distribute.workers(self.strategy)
         self.chief = distribute.is_chief(self.strategy)
         # Every worker saves; only the chief where the run lives, the others into scratch (see save).
@@ -165,11 +166,13 @@ class Trainer:
 
     def regularize(self, plan: dict) -> None:
         """Apply a regime (``regime.decide``'s plan): dropout, weight decay and augmentation strength. A new
-        dropout rate retraces the training step (it is part of the traced graph); the others are variables."""
-        self.weight_decay.assign(plan["weight_decay"] if self.decayed else 0.0)
+        dropout rate, or weight decay turned on or off, retraces the training step (they are part of the traced
+        graph); the rates of decay and augmentation are variables."""
+        decay = plan["weight_decay"] if self.decayed else 0.0
+        self.weight_decay.assign(decay)
         self.augment_strength.assign(plan["augment_strength"])
-        if plan["dropout"] != self.dropout:
-            self.dropout = plan["dropout"]
+        if plan["dropout"] != self.dropout or (decay > 0) != self.decaying:
+            self.dropout, self.decaying = plan["dropout"], decay > 0
             shadownet_model.set_dropout(self.model, self.dropout)
             self.train_step = self._compile_train_step()
             if self._batch_spec is not None:
@@ -178,7 +181,7 @@ class Trainer:
     def _train_step(self, inputs, targets):
         learning_rate = self.schedule(self.optimizer.iterations)  # this step's, before the update counts it
         losses = self.strategy.run(self._replica_step, args=(inputs, targets))
-        for variable in self.decayed:  # in cross-replica context: every replica's copy alike
+        for variable in self.decayed if self.decaying else ():  # cross-replica context: every copy alike
             variable.assign_sub(variable * (self.weight_decay * learning_rate))
         self.step.assign_add(1)
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
@@ -191,9 +194,9 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)
             lengths = shadownet_model.sequence_lengths(inputs["width"])
-            # Dense labels: see ctc.loss (the kernel breaks the equivalence of N replicas with one device).
+            # TensorFlow's CTC kernel, except under XLA, which cannot compile it (see ctc.loss).
             losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, self.charset.blank_index,
-                              dense=True)
+                              dense=bool(self.config.xla))
             # Summed over the replicas (as the optimizer sums the gradients), this is the global batch's mean.
             loss = tf.math.divide_no_nan(tf.reduce_sum(losses), global_size)
             scaled = self.optimizer.scale_loss(loss)  # identity unless float16 loss scaling
