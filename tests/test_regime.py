@@ -97,30 +97,64 @@ TINY = dict(model="shadownet_small", batch_size=8, log_every=2, eval_every=4, ch
             shuffle_buffer=64)
 
 
-def test_a_run_logs_records_and_keeps_its_regime(tmp_path, records_dir):
-    """About 26 train examples: 100 steps of 8 make about 30 epochs (strong). A resumed run applies what
-    config.json recorded, not a new decision on its new train_steps."""
+def test_a_run_logs_records_and_keeps_its_regime(tmp_path, records_dir, monkeypatch):
+    """About 26 train examples: 100 steps of 8 make about 30 epochs (strong). The regime waits for a validation
+    that reads well enough (here any: START_CER raised to 10), then starts; a resumed run applies what config.json
+    recorded, not a new decision on its new train_steps."""
+    monkeypatch.setattr(regime, "START_CER", 10.0)
     train_count = json.loads((records_dir / "manifest.json").read_text())["counts"]["train"]
     model_dir, lines = tmp_path / "run", []
     train(TrainConfig(**TINY, train_steps=100, regularization="auto"), records_dir, model_dir, log=lines.append)
     plan = json.loads((model_dir / "config.json").read_text())["regularization_plan"]
-    expected = regime.decide("auto", 100, 8, train_count)
+    expected = regime.decide("auto", 100, 8, train_count) | {"started_at_step": 4}  # the first validation
     assert plan == expected and plan["name"] == "strong"
-    assert regime.describe(expected) in lines
+    assert f"{regime.describe(expected)}; on at the first validation with CER <= 10" in lines
+    started = [line for line in lines if line.startswith("regularization: strong on from step")]
+    assert len(started) == 1 and started[0].startswith("regularization: strong on from step 4 (validation CER ")
+    assert lines.index(started[0]) == 1 + next(i for i, line in enumerate(lines) if line.startswith("step=4 validation_loss="))
     lines.clear()
     train(TrainConfig(**TINY, train_steps=104, regularization="auto"), records_dir, model_dir, log=lines.append)
-    assert f"{regime.describe(expected)} (as decided at the start of this run)" in lines
+    assert f"{regime.describe(expected)} (as decided at the start of this run; on since step 4)" in lines
+    assert not any("on from step" in line for line in lines)
     assert json.loads((model_dir / "config.json").read_text())["regularization_plan"] == expected
 
     default, lines = tmp_path / "default", []
     train(TrainConfig(**TINY, train_steps=2), records_dir, default, log=lines.append)
     plan = json.loads((default / "config.json").read_text())["regularization_plan"]
     assert (plan["name"], plan["chosen_by"], plan["dropout"], plan["weight_decay"]) == ("none", "setting", 0.0, 0.0)
+    assert plan["started_at_step"] == 0
 
-    other, lines = tmp_path / "other", []
-    train(TrainConfig(**TINY, train_steps=2, regularization="medium"), records_dir, other, log=lines.append)
-    plan = json.loads((other / "config.json").read_text())["regularization_plan"]
-    assert (plan["name"], plan["chosen_by"], plan["dropout"]) == ("medium", "setting", 0.2)
+
+def test_a_regime_waits_while_validation_reads_nothing(tmp_path, records_dir, monkeypatch):
+    """A validation CER above START_CER (here every one: -1) leaves the run unregularised; config.json says it
+    is still waiting, and a resumed run waits on."""
+    from shadownet.learn import trainer as trainer_module
+
+    monkeypatch.setattr(regime, "START_CER", -1.0)
+    applied = []
+    regularize = trainer_module.Trainer.regularize
+    monkeypatch.setattr(trainer_module.Trainer, "regularize",
+                        lambda self, plan: (applied.append(plan["name"]), regularize(self, plan)))
+    model_dir, lines = tmp_path / "medium", []
+    train(TrainConfig(**TINY, train_steps=8, regularization="medium"), records_dir, model_dir, log=lines.append)
+    plan = json.loads((model_dir / "config.json").read_text())["regularization_plan"]
+    assert (plan["name"], plan["started_at_step"]) == ("medium", None)
+    assert applied == [] and not any("on from step" in line for line in lines)
+    assert sum(line.startswith("step=") and "validation_loss" in line for line in lines) == 2  # steps 4 and 8
+    lines.clear()
+    train(TrainConfig(**TINY, train_steps=10, regularization="medium"), records_dir, model_dir, log=lines.append)
+    assert f"{regime.describe(plan)} (as decided at the start of this run; on at the first validation with " \
+           "CER <= -1)" in lines
+    assert applied == []
+
+
+def test_a_run_without_validation_starts_its_regime_at_once(tmp_path, monkeypatch):
+    records = word_records(tmp_path / "records", 16, 32, 5, "--validation-ratio", "0")
+    model_dir, lines = tmp_path / "run", []
+    train(TrainConfig(**TINY, train_steps=2, regularization="light"), records, model_dir, log=lines.append)
+    plan = json.loads((model_dir / "config.json").read_text())["regularization_plan"]
+    assert (plan["name"], plan["started_at_step"]) == ("light", 0)
+    assert regime.describe(plan) in lines
 
 
 def test_weight_decay_shrinks_the_kernels(tmp_path, records_dir):

@@ -18,9 +18,11 @@ learning. So the regime grows with the planned epochs, ``planned steps x global 
   noise every augmented run has: a slant and a small rotation, a vertical shift and scale, a blur, light
   text on dark. 0 adds nothing. ``augment: false`` turns all augmentation off, whatever the regime.
 
-Off by default (``regularization: none``): from scratch on the captcha set, ``auto`` chose ``medium`` at step 23
-and the run never left CTC's all-blank plateau (0 % read in 900 s, against 95.8 % without); a fine-tune under
-``light`` learned normally. See docs/training.md.
+Off by default (``regularization: none``): from scratch on the captcha set, ``auto`` chose ``medium`` at step 23,
+applied it at once, and the run never left CTC's all-blank plateau (0 % read in 900 s, against 95.8 % without); a
+fine-tune under ``light`` learned normally. See docs/training.md. So a regime now waits for the run to read:
+it is switched on at the first validation whose CER is at most ``START_CER`` (a run without a validation split
+switches it on when it decides). ``config.json`` records the step under ``started_at_step``.
 
 The run knows its planned steps before it learns anything: ``train_steps`` when it is not time-boxed; a
 time-boxed run decides when it first plans its budget (after ``budget.PLAN_AFTER`` timed steps), and runs
@@ -38,6 +40,9 @@ from dataclasses import asdict, dataclass
 from ..choices import REGULARIZATION
 
 AUTO = "auto"
+# A regime starts at the first validation whose CER is at most this. Before, CTC is still leaving its all-blank
+# plateau (CER near 1): what makes the task harder then kept the captcha run there for good.
+START_CER = 0.5
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,17 @@ def decide(setting: str, planned_steps: int, global_batch: int, train_examples: 
         values["weight_decay"] = 0.0
     return values | {"epochs": round(planned, 2), "steps": int(planned_steps),
                      "chosen_by": "epochs" if setting == AUTO else "setting"}
+
+
+def waiting(plan: dict | None) -> bool:
+    """Whether ``plan`` is a regime waiting to be switched on (``started_at_step`` recorded as null; runs from
+    before the wait have no such key, and started at once)."""
+    return plan is not None and "started_at_step" in plan and plan["started_at_step"] is None
+
+
+def reads_enough(char_error_rate: float) -> bool:
+    """Whether a validation CER lets a waiting regime start."""
+    return char_error_rate <= START_CER
 
 
 def describe(plan: dict) -> str:

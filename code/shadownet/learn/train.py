@@ -177,9 +177,14 @@ class _Run:
             log(f"already trained: step {step} of {config.train_steps}")
             return TrainResult(step, False, self.best)
         self.regime_plan = run_dir.read_regularization(self.model_dir) if step else None
-        if self.regime_plan is not None:  # a resumed run keeps what it decided
-            trainer.regularize(self.regime_plan)
-            log(f"{regime.describe(self.regime_plan)} (as decided at the start of this run)")
+        if self.regime_plan is not None:  # a resumed run keeps what it decided, and whether it started
+            if regime.waiting(self.regime_plan):
+                log(f"{regime.describe(self.regime_plan)} (as decided at the start of this run; "
+                    f"{self._waits_for()})")
+            else:
+                trainer.regularize(self.regime_plan)
+                log(f"{regime.describe(self.regime_plan)} (as decided at the start of this run; on since step "
+                    f"{self.regime_plan.get('started_at_step', 0)})")
         elif not budget.seconds:  # the planned steps are train_steps
             self._regularize(config.train_steps)
         batches = iter(trainer.distribute_batches(
@@ -268,18 +273,34 @@ class _Run:
                      f"({self.budget.step_time:.3f} s a step); learning rate warms up over {warmup} steps "
                      f"and decays until step {horizon}")
         if self.regime_plan is None:
-            self._regularize(horizon)
+            self._regularize(horizon, step)
         self.planned = True
 
-    def _regularize(self, planned_steps: int) -> None:
-        """Decide the regime from the epochs ``planned_steps`` make (``regime``), apply, log and record it."""
+    def _regularize(self, planned_steps: int, step: int = 0) -> None:
+        """Decide the regime from the epochs ``planned_steps`` make (``regime``), log and record it; switch it on
+        now if the run has no validation split, else at the first validation that reads well enough."""
         config, trainer = self.config, self.trainer
         self.regime_plan = regime.decide(config.regularization, planned_steps,
                                          config.batch_size * trainer.strategy.num_replicas_in_sync,
                                          self.train_examples, config.weight_decay, config.optimizer)
-        trainer.regularize(self.regime_plan)
-        self.log(regime.describe(self.regime_plan))
-        if trainer.chief:
+        if self.validation is None or self.regime_plan["name"] == "none":
+            self._start_regime(step)
+            self.log(regime.describe(self.regime_plan))
+        else:
+            self.regime_plan["started_at_step"] = None
+            self.log(f"{regime.describe(self.regime_plan)}; {self._waits_for()}")
+            self._record_regime()
+
+    def _waits_for(self) -> str:
+        return f"on at the first validation with CER <= {regime.START_CER:g}"
+
+    def _start_regime(self, step: int) -> None:
+        self.regime_plan = self.regime_plan | {"started_at_step": step}
+        self.trainer.regularize(self.regime_plan)
+        self._record_regime()
+
+    def _record_regime(self) -> None:
+        if self.trainer.chief:
             run_dir.write_regularization(self.model_dir, self.regime_plan)
 
     def _evaluate(self, step: int, deadline: float | None = None) -> bool:
@@ -295,6 +316,14 @@ class _Run:
         if self.report is not None:
             self.report(step, metrics)
         _summaries(self.writer, step, metrics, shown)
+        if regime.waiting(self.regime_plan):
+            reads = regime.reads_enough(metrics["char_error_rate"])
+            if trainer.workers > 1:  # all switch at the same step
+                reads = bool(trainer.worker_mean([reads]).numpy()[0] >= 0.5)
+            if reads:
+                self._start_regime(step)
+                self.log(f"regularization: {self.regime_plan['name']} on from step {step} (validation CER "
+                         f"{metrics['char_error_rate']:.4f})")
         value = metrics[config.best_metric]
         better = is_better(config.best_metric, value, self.best and self.best["value"])
         if trainer.workers > 1:
