@@ -63,8 +63,9 @@ HELP: dict[str, str] = {
     "weight_decay": "decoupled weight decay on the kernels (Adam only), in place of the regularization "
                     "regime's; 0: the regime's",
     "regularization": "none: no dropout, weight decay or added augmentation; auto: they grow with the epochs the "
-                      "run plans (none below 4, light, medium from 12, strong from 30; measured to stop a captcha "
-                      "run from scratch from learning at all, hence not the default yet); or light, medium, strong",
+                      "run plans (none below 4, light, medium from 12, strong from 30), switched on at the first "
+                      "validation with CER <= 0.5 (not measured enough to be the default yet); or light, medium, "
+                      "strong",
     "shuffle_buffer": "training examples shuffled together",
     "augment": "random augmentation of training images: a horizontal stretch, contrast, brightness, noise, and "
                "what the regularization regime adds (slant, rotation, vertical shift and scale, blur, inversion)",
