@@ -18,8 +18,19 @@ from shadownet import choices
 
 PACKAGE = Path(shadownet.__file__).parent
 ROOT_MODULES = sorted(f"shadownet.{m.name}" for m in pkgutil.iter_modules([str(PACKAGE)]) if not m.ispkg)
-WING_MODULES = sorted(f"shadownet.{wing}.{m.name}" for wing in ("data", "cloud")
-                      for m in pkgutil.iter_modules([str(PACKAGE / wing)]))
+
+
+def modules_under(package: str, folder: Path) -> list[str]:
+    """Every module in ``folder``, its subpackages' modules included (data/pages/), found on disk, none imported."""
+    found = []
+    for m in pkgutil.iter_modules([str(folder)]):
+        found.append(f"{package}.{m.name}")
+        if m.ispkg:
+            found += modules_under(f"{package}.{m.name}", folder / m.name)
+    return found
+
+
+WING_MODULES = sorted(m for wing in ("data", "cloud") for m in modules_under(f"shadownet.{wing}", PACKAGE / wing))
 
 # Run in a fresh interpreter: a finder first on sys.meta_path refuses TensorFlow and Keras.
 SCRIPT = textwrap.dedent("""
@@ -56,7 +67,8 @@ def test_every_module_is_in_a_wing():
     learn = [m.name for m in pkgutil.iter_modules([str(PACKAGE / "learn")])]
     assert {"train", "run_dir", "read_records", "export", "predict"} <= set(learn)
     assert {"shadownet.data.write_records", "shadownet.data.record_format", "shadownet.data.synth",
-            "shadownet.cloud.platforms", "shadownet.cloud.storage", "shadownet.cloud.jobs"} <= set(WING_MODULES)
+            "shadownet.cloud.platforms", "shadownet.cloud.storage", "shadownet.cloud.jobs",
+            "shadownet.data.pages.polygons", "shadownet.data.pages.annotations"} <= set(WING_MODULES)
 
 
 def test_data_and_cloud_import_and_run_without_tensorflow(tmp_path):
