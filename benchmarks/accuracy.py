@@ -8,7 +8,8 @@ split's original image files. Prints one JSON line per dataset:
     dataset, source, train_images, test_images, settings, max_train_seconds, train_seconds, steps,
     images_per_sec, precision, model, word_accuracy, char_error_rate (evaluate, test split),
     export_word_accuracy, export_differs (test images whose text differs between export and evaluate),
-    export_accuracy_ignoring_case_and_spaces, init_from, and peers: {peer: figures} (see ``peers``)
+    export_accuracy_ignoring_case_and_spaces, init_from, machine ({cpu, cores}: the figures are bound to it;
+    ``precision`` says whether it trained in bfloat16), and peers: {peer: figures} (see ``peers``)
 
     pip install -r benchmarks/requirements-accuracy.txt   # or: make bench-accuracy
     pip install --no-deps -r benchmarks/requirements-peers.txt
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import re
 import shlex
 import subprocess
@@ -42,6 +45,17 @@ import external_datasets  # noqa: E402  (beside this script)
 import peers as peer_runs  # noqa: E402  (beside this script)
 
 PEERS_BY_DEFAULT = ("long_lines", "captcha2")  # --peers auto: the kinds that get both peers
+
+
+def machine() -> dict:
+    """The CPU the figures were measured on: its model name (``/proc/cpuinfo``) and the cores this process
+    may use."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        cpu = names[0].strip() if names else cpu
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0))}
 
 
 def shadownet(*args, capture: bool = False) -> str:
@@ -90,7 +104,7 @@ def run(kind: str, work: Path, train: int, test: int, seconds: float, seed: int,
         "batch_size": config["batch_size"],
         "word_accuracy": report["word_accuracy"], "char_error_rate": report["char_error_rate"],
         "export_word_accuracy": export_accuracy, "export_differs": differs,
-        "export_accuracy_ignoring_case_and_spaces": loose_accuracy, "init_from": init_from,
+        "export_accuracy_ignoring_case_and_spaces": loose_accuracy, "init_from": init_from, "machine": machine(),
         "peers": {peer: peer_runs.run(peer, images, labels) for peer in peers},
     }
 
