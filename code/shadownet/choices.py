@@ -7,7 +7,7 @@ Plain tuples, and the names of a registry that is plain data too (``architecture
 from .architectures import ARCHITECTURES
 
 # -- datasets and records (data/)
-SYNTH_KINDS = ("lines", "captcha", "digits", "sentences")
+SYNTH_KINDS = ("lines", "captcha", "digits", "sentences", "pages")  # pages: page images for text detection
 CHARSET_CASES = ("keep", "lower")  # `charset build --case`
 CASE_POLICIES = ("auto", "lower", "keep")  # labels against the charset: auto lowercases a charset without capitals
 ERROR_POLICIES = ("error", "skip")

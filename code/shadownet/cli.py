@@ -260,8 +260,8 @@ def _run_synth(args) -> int:
     progress = Progress(args.count, "synth")
     result = generate(config, progress=lambda done, total: progress.update(done - progress.done))
     progress.close()
-    print(f"wrote {result['train']} Train and {result['test']} Test {args.kind} samples to {args.out}",
-          file=sys.stderr)
+    what = "pages (ICDAR 2015 layout)" if args.kind == "pages" else f"{args.kind} samples"
+    print(f"wrote {result['train']} Train and {result['test']} Test {what} to {args.out}", file=sys.stderr)
     for font in result["fonts"][1:]:  # after the built-in one: what a rerun needs to draw the same images
         print(f"font {font['name']} {font['size']} bytes sha256 {font['sha256']}", file=sys.stderr)
     for font in result["skipped_fonts"]:

@@ -120,10 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str, sub=commands) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
 
-    synth = command("synth", "write a synthetic dataset in the seed layout")
+    synth = command("synth", "write a synthetic dataset in the seed layout (--kind pages: page images with their "
+                             "text lines, for detection, in the ICDAR 2015 layout)")
     synth.add_argument("--out", required=True, type=Path)
     synth.add_argument("--count", required=True, type=int)
-    synth.add_argument("--kind", choices=choices.SYNTH_KINDS, default="lines", help="default: lines")
+    synth.add_argument("--kind", choices=choices.SYNTH_KINDS, default="lines",
+                       help="default: lines; pages writes train_images/, train_gts/, test_images/, test_gts/")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--test-ratio", type=float, default=0.1)
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")

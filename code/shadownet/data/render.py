@@ -1,4 +1,5 @@
-"""Drawing one synthetic sample: fonts, words, and the text-line and captcha renderers of ``synth``.
+"""Drawing one synthetic sample: fonts, words, and the text-line and captcha renderers of ``synth`` (and the way to
+the ``sentences`` and ``pages`` kinds).
 
 Pure functions of a ``numpy`` random generator: the same generator state draws the same image, on any
 machine, whichever process draws it.
@@ -15,6 +16,7 @@ import numpy as np
 from ..choices import SYNTH_KINDS
 from ..errors import ShadownetError
 from .drawing import Renderer, fit, font_size, paint, place, text_mask
+from .pages.synth_pages import icdar_gt, render_page
 from .sentences import render_sentence
 
 CAPTCHA_SIZE = (120, 40)  # width, height
@@ -35,7 +37,8 @@ def render(kind: str, rng: np.random.Generator, renderer: Renderer | None = None
 
     ``rng`` is a numpy Generator and the only source of randomness, so the
     same generator state always gives the same image. ``renderer`` defaults
-    to the built-in font only.
+    to the built-in font only. A ``pages`` sample's label is its ICDAR 2015
+    ground truth (``pages.synth_pages.icdar_gt``: one line a region).
     """
     if kind not in SYNTH_KINDS:
         raise ShadownetError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(SYNTH_KINDS)}")
@@ -44,6 +47,9 @@ def render(kind: str, rng: np.random.Generator, renderer: Renderer | None = None
         return _render_captcha(rng, renderer)
     if kind == "sentences":
         return render_sentence(rng, renderer)
+    if kind == "pages":
+        image, regions = render_page(rng, renderer)
+        return image, icdar_gt(regions, image.shape[1], image.shape[0])
     if kind == "digits":
         text = _random_number(rng, int(rng.integers(3, 9)))
         return _render_line(text, int(rng.integers(32, 49)), rng, renderer), text

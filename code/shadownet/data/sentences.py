@@ -290,7 +290,7 @@ def _perspective(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                                borderMode=cv2.BORDER_REPLICATE)
 
 
-def _uneven_light(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def uneven_light(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Multiply by a light field: a linear gradient in a random direction or a vignette."""
     height, width = image.shape[:2]
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -356,7 +356,7 @@ def render_sentence(rng: np.random.Generator, renderer: Renderer) -> tuple[np.nd
     if rng.random() < 0.5:
         image = _perspective(image, rng)
     if rng.random() < 0.5:
-        image = _uneven_light(image, rng)
+        image = uneven_light(image, rng)
     blurred = bool(rng.random() < 0.4) and not low_contrast
     if blurred:
         image = _blur(image, rng)

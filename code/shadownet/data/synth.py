@@ -6,6 +6,17 @@ Layout written under ``OUT`` (the same one the seed data set uses)::
     OUT/Train/sample.txt, OUT/Test/sample.txt     "/images/000/000123.jpg coley"
     OUT/images/000/000123.jpg
 
+The ``pages`` kind (page images for text detection, ``pages/synth_pages.py``) is written in the ICDAR 2015
+layout instead, page ``index`` named ``img_<index + 1>`` whichever split it lands in::
+
+    OUT/train_images/img_1.jpg, OUT/train_gts/gt_img_1.txt     "x1,y1,x2,y2,x3,y3,x4,y4,text" lines
+    OUT/test_images/img_7.jpg,  OUT/test_gts/gt_img_7.txt
+
+with no char_dict.json (a detector has no charset; the transcriptions use the ``ascii95`` preset's characters,
+which the summary names). Each page's image is written before its ground truth, each under a temporary name
+first, so a killed run leaves whole pairs (and at most an image without its ground truth per worker); a run
+first removes the pages an earlier run left in those four folders (only ``img_<n>.jpg`` and ``gt_img_<n>.txt``).
+
 Every sample is a pure function of ``(seed, index)``: it gets its own random
 generator, and whether it lands in Test is decided by a permutation seeded
 from ``(seed, count)``. So the output bytes do not depend on ``workers`` or on
@@ -19,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -38,7 +50,10 @@ from .sentences import font_report, fonts_in_dirs, usable_fonts
 KINDS = SYNTH_KINDS
 CHARSET_PRESET = "digits_lower"
 # The charset preset each kind writes (char_dict.json, ord_map.json); CHARSET_PRESET for the others.
-KIND_CHARSETS = {"sentences": SENTENCES_CHARSET}
+KIND_CHARSETS = {"sentences": SENTENCES_CHARSET, "pages": SENTENCES_CHARSET}
+PAGES = "pages"  # the kind written in the ICDAR 2015 layout
+PAGE_FOLDERS = {"train": ("train_images", "train_gts"), "test": ("test_images", "test_gts")}
+_PAGE_FILE = re.compile(r"\.?(img_[0-9]+\.jpg|gt_img_[0-9]+\.txt)(\.partial)?")  # and partial_name's
 JPEG_QUALITY = 90
 SPLIT_FILES = {"train": Path("Train") / "sample.txt", "test": Path("Test") / "sample.txt"}
 
@@ -82,6 +97,13 @@ def image_relpath(index: int) -> str:
     return f"/images/{index // 1000:03d}/{index:06d}.jpg"
 
 
+def page_relpaths(index: int, split: str) -> tuple[str, str]:
+    """Where page ``index`` of the ``pages`` kind goes in ``split`` (train or test): its image and its ground
+    truth, "train_images/img_1.jpg" and "train_gts/gt_img_1.txt" for index 0."""
+    images, gts = PAGE_FOLDERS[split]
+    return f"{images}/img_{index + 1}.jpg", f"{gts}/gt_img_{index + 1}.txt"
+
+
 def sample_rng(seed: int, index: int) -> np.random.Generator:
     """The generator that alone decides sample ``index`` of a run with ``seed``."""
     return np.random.default_rng([seed, index])
@@ -99,11 +121,10 @@ def holdout_mask(seed: int, count: int, test_ratio: float) -> np.ndarray:
     return mask
 
 
-def _write_image(out_dir: Path, index: int, image: np.ndarray) -> None:
+def _write_image(final: Path, index: int, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise ShadownetError(f"could not encode sample {index} as JPEG")
-    final = out_dir / image_relpath(index).lstrip("/")
     final.parent.mkdir(parents=True, exist_ok=True)
     # Temp name + rename: a killed run leaves either the whole image or none.
     tmp = partial_name(final)
@@ -111,18 +132,25 @@ def _write_image(out_dir: Path, index: int, image: np.ndarray) -> None:
     os.replace(tmp, final)
 
 
-def _write_chunk(task: tuple[str, str, int, tuple[str, ...], int, int]) -> list[str]:
-    """Render and write samples ``start .. stop-1``; return only their labels.
+def _write_chunk(task: tuple[str, str, int, tuple[str, ...], int, int, tuple[bool, ...]]) -> list[str]:
+    """Render and write samples ``start .. stop-1``; return only their labels (a page's: its image's path).
 
     Runs in worker processes, so it takes plain picklable values and reads
-    the fonts itself.
+    the fonts itself. ``tests`` (pages only) says which of them go to Test.
     """
-    out_dir, kind, seed, font_files, start, stop = task
+    out_dir, kind, seed, font_files, start, stop, tests = task
     renderer = Renderer.create(tuple(Path(f) for f in font_files))
     labels = []
     for index in range(start, stop):
         image, label = render(kind, sample_rng(seed, index), renderer)
-        _write_image(Path(out_dir), index, image)
+        if kind == PAGES:  # the image first: a ground truth file always has its whole image
+            image_path, gt_path = page_relpaths(index, "test" if tests[index - start] else "train")
+            _write_image(Path(out_dir) / image_path, index, image)
+            (Path(out_dir) / gt_path).parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(Path(out_dir) / gt_path, label)
+            label = image_path
+        else:
+            _write_image(Path(out_dir) / image_relpath(index).lstrip("/"), index, image)
         labels.append(label)
     return labels
 
@@ -134,10 +162,12 @@ def _chunks(count: int, workers: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def _labels_in_order(config: SynthConfig, font_files: tuple[Path, ...], progress) -> Iterator[str]:
+def _labels_in_order(config: SynthConfig, font_files: tuple[Path, ...], is_test: np.ndarray,
+                     progress) -> Iterator[str]:
     fonts = tuple(str(f) for f in font_files)
     tasks = (
-        (str(config.out_dir), config.kind, config.seed, fonts, start, stop)
+        (str(config.out_dir), config.kind, config.seed, fonts, start, stop,
+         tuple(bool(test) for test in is_test[start:stop]) if config.kind == PAGES else ())
         for start, stop in _chunks(config.count, config.workers)
     )
     done = 0
@@ -182,12 +212,23 @@ def _invalidate_index(out_dir: Path) -> None:
             pass
 
 
+def _remove_pages(out_dir: Path) -> None:
+    """Remove the pages (and their temporary files) an earlier ``pages`` run left: the ICDAR 2015 layout has
+    no index, so a page of an earlier run left behind would count as a page of this one."""
+    for folder in (name for names in PAGE_FOLDERS.values() for name in names):
+        if (out_dir / folder).is_dir():
+            for path in (out_dir / folder).iterdir():
+                if _PAGE_FILE.fullmatch(path.name) and path.is_file():
+                    path.unlink()
+
+
 def generate(config: SynthConfig, progress: Callable[[int, int], None] | None = None) -> dict:
     """Write ``config.count`` synthetic samples under ``config.out_dir`` in the seed layout.
 
     ``progress(done, total)`` is called after each chunk. Images are written
     first; sample.txt files and the JSON dictionaries last, so only a finished
-    run looks like a data set. Same config -> byte-identical files, whatever
+    run looks like a data set (``pages``: the ICDAR 2015 layout, see the module's
+    docstring). Same config -> byte-identical files, whatever
     ``workers``. Returns a summary: train/test counts, charset preset, the fonts drawn with
     (``fonts``: name, size and sha256 of each file), etc.
     """
@@ -199,20 +240,25 @@ def generate(config: SynthConfig, progress: Callable[[int, int], None] | None = 
     charset = Charset.from_preset(preset)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _invalidate_index(out_dir)
+        if config.kind == PAGES:
+            _remove_pages(out_dir)
+        else:
+            _invalidate_index(out_dir)
     except OSError as exc:
         raise ShadownetError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
 
     is_test = holdout_mask(config.seed, config.count, config.test_ratio)
     lines: dict[str, list[str]] = {"train": [], "test": []}
-    for index, label in enumerate(_labels_in_order(config, font_files, progress)):
+    for index, label in enumerate(_labels_in_order(config, font_files, is_test, progress)):
         lines["test" if is_test[index] else "train"].append(f"{image_relpath(index)} {label}\n")
 
-    for split, relpath in SPLIT_FILES.items():
-        (out_dir / relpath).parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out_dir / relpath, "".join(lines[split]))
-    charset.save(out_dir)
+    if config.kind != PAGES:  # pages: the ground truth files are written with their images, and no charset
+        for split, relpath in SPLIT_FILES.items():
+            (out_dir / relpath).parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out_dir / relpath, "".join(lines[split]))
+        charset.save(out_dir)
     return {
+        "layout": "icdar2015" if config.kind == PAGES else "seed",
         "train": len(lines["train"]),
         "test": len(lines["test"]),
         "charset": preset,
