@@ -138,14 +138,14 @@ def test_boxes_recover_the_rectangles_and_score_the_mean_inside():
     found = PostProcess().boxes(prob)
     assert len(found) == 3
     # Largest first: 120 x 36, then 100 x 30, then 90 x 32 (their insets' areas rank the same way).
-    for (points, score), i in zip(found, (1, 0, 2)):
+    for (points, score), i in zip(found, (1, 0, 2), strict=True):
         assert points.shape == (4, 2) and points.dtype == np.float32
         assert polygons.iou(points, rotated(*RECTS[i])) > 0.9
         assert score == pytest.approx(float(prob[drawn[i]].mean()), rel=1e-6)
         np.testing.assert_array_equal(points, order_points(points))
     # The same map twice: the same boxes, in the same order.
     again = PostProcess().boxes(prob.copy())
-    assert all(np.array_equal(p, q) and s == t for (p, s), (q, t) in zip(found, again))
+    assert all(np.array_equal(p, q) and s == t for (p, s), (q, t) in zip(found, again, strict=True))
 
 
 def test_low_scores_and_small_components_are_dropped():

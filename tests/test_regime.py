@@ -111,7 +111,8 @@ def test_a_run_logs_records_and_keeps_its_regime(tmp_path, records_dir, monkeypa
     assert f"{regime.describe(expected)}; on at the first validation with CER <= 10" in lines
     started = [line for line in lines if line.startswith("regularization: strong on from step")]
     assert len(started) == 1 and started[0].startswith("regularization: strong on from step 4 (validation CER ")
-    assert lines.index(started[0]) == 1 + next(i for i, line in enumerate(lines) if line.startswith("step=4 validation_loss="))
+    validated = next(i for i, line in enumerate(lines) if line.startswith("step=4 validation_loss="))
+    assert lines.index(started[0]) == validated + 1
     lines.clear()
     train(TrainConfig(**TINY, train_steps=104, regularization="auto"), records_dir, model_dir, log=lines.append)
     assert f"{regime.describe(expected)} (as decided at the start of this run; on since step 4)" in lines

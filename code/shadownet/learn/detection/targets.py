@@ -128,7 +128,7 @@ def db_targets(polygons: Sequence, ignore: Sequence[bool], height: int, width: i
     mask = np.ones((height, width), np.float32)
     thresh = np.full((height, width), thresh_min, np.float32)
     thresh_mask = np.zeros((height, width), np.float32)
-    for raw, dont_care in zip(polygons, ignore):
+    for raw, dont_care in zip(polygons, ignore, strict=True):
         points = geometry.as_points(raw)
         if np.any(np.abs(points) > _LIMIT):
             raise ValueError(f"a polygon's coordinates must lie within ±{_LIMIT:.0f} px")
