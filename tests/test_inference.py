@@ -58,7 +58,9 @@ def test_each_image_alone_gives_its_batched_result(keras_model):
     together = forward(images, widths).numpy()
     for i, width in enumerate(WIDTHS):
         alone = forward(images[i : i + 1, :, :width], widths[i : i + 1]).numpy()
-        np.testing.assert_allclose(alone[0, : width // 4], together[i, : width // 4], atol=2e-5)
+        # A padding leak moves logits by whole units; what a batch's shape changes is summation order: up to
+        # 5e-5 on these logits of magnitude up to ~75 on an AVX2-only CPU (float32), less with AVX512.
+        np.testing.assert_allclose(alone[0, : width // 4], together[i, : width // 4], atol=1e-4, rtol=1e-6)
 
 
 def test_bfloat16_stays_close(keras_model):

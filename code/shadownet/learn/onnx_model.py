@@ -101,7 +101,9 @@ def _quantize(source: Path, target: Path, props: dict[str, str]) -> Path:
 
     logging.disable(logging.WARNING)  # its advice to pre-process first is for static quantisation
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        # 7-bit weights: on x86 CPUs without VNNI (AVX2 only), onnxruntime's u8 x s8 products saturate at full
+        # range (measured on the lively test model: 8 % of texts as the float model reads them, 35 % with this).
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, reduce_range=True)
     finally:
         logging.disable(logging.NOTSET)
     proto = onnx.load(str(target))
