@@ -269,7 +269,7 @@ def test_the_layout_registry_is_the_one_list():
     from shadownet.data import layout_base, layouts
     from shadownet.flags import build_parser
 
-    assert layouts.LAYOUTS == ("seed", "lmdb", "mjsynth", "csv", "named")
+    assert layouts.LAYOUTS == ("icdar2015", "paddle_det", "seed", "lmdb", "mjsynth", "csv", "named")
     assert set(layouts.LAYOUTS) == set(layout_base.REGISTRY)
     assert layouts.CONVERT_TARGETS == ("lmdb", "seed")
     assert not hasattr(choices, "LAYOUTS") and not hasattr(choices, "CONVERT_TARGETS")

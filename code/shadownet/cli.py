@@ -45,7 +45,7 @@ def _dataset_config(args, dataset_dir, report, save_dir=None, **split):
     return TFRecordsConfig(dataset_dir=dataset_dir, save_dir=save_dir, workers=args.workers,
                            on_error=args.on_error, case=args.case, geometry=geometry, report=report,
                            source=str(args.dataset_dir), layout=args.layout, csv_delimiter=args.csv_delimiter,
-                           **split)
+                           points_outside=args.points_outside, **split)
 
 
 def _run_tfrecords(args) -> int:
@@ -108,7 +108,8 @@ def _run_validate(args) -> int:
             staging.send_file(report, args.report)
     counts = result["counts"]
     skipped = f"; {result['skipped']} skipped (see --report)" if result["skipped"] else ""
-    print(f"ok: {counts['train'] + counts['validation']} Train and {counts['test']} Test samples pass every check"
+    noun = "pages" if result["task"] == "detection" else "samples"
+    print(f"ok: {counts['train'] + counts['validation']} Train and {counts['test']} Test {noun} pass every check"
           f"{skipped} ({result['layout']} layout)")
     return 0
 

@@ -70,7 +70,9 @@ def _dataset(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset-dir", required=True, type=_location,
                         help="folder (or s3:// prefix) with char_dict.json, ord_map.json and the samples in the "
                              "seed layout (Train/sample.txt, Test/sample.txt), an LMDB tree (Train/, Test/ or "
-                             "training/, evaluation/) or an MJSynth tree (annotation_*.txt, lexicon.txt)")
+                             "training/, evaluation/) or an MJSynth tree (annotation_*.txt, lexicon.txt); or pages "
+                             "with their text regions (ICDAR 2015: train_images/, train_gts/; PaddleOCR: "
+                             "Train/label.txt), which need no charset")
     _layout(parser)
     parser.add_argument("--workers", type=int, default=default_workers(), help="processes (default: all cores)")
     parser.add_argument("--on-error", choices=choices.ERROR_POLICIES, default="error",
@@ -94,6 +96,9 @@ def _layout(parser: argparse.ArgumentParser) -> None:
                         help="the dataset's layout (default: found from what the folder holds; see docs/datasets.md)")
     parser.add_argument("--csv-delimiter", default=";", metavar="CHAR",
                         help="csv layout: the character between image path and label (default: ;)")
+    parser.add_argument("--points-outside", choices=("clip", "refuse"), default="clip",
+                        help="pages: a region's point outside its image is clamped onto the border (clip, the "
+                             "default) or is a problem (refuse)")
 
 
 def _settings(parser: argparse.ArgumentParser) -> None:

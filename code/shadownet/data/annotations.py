@@ -42,11 +42,13 @@ class Sample:
 
 
 class LineError(ValueError):
-    """A line that cannot be read as ``<path> <label>``; ``code`` names the problem kind."""
+    """A line that cannot be read as ``<path> <label>``; ``code`` names the problem kind. ``file`` and ``line``,
+    when given, say where the problem is when that is not the sample's own line (a page's ground-truth file)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, file: str | None = None, line: int | None = None):
         super().__init__(message)
         self.code = code
+        self.file, self.line = file, line
 
 
 def parse_line(raw: bytes) -> tuple[str, str] | None:

@@ -165,6 +165,9 @@ def from_labels(dataset_dir: Path, case: str = "keep", layout: str | None = None
     from .layouts import LayoutOptions, detect, iter_samples, location
 
     found = detect(Path(dataset_dir), layout, LayoutOptions(csv_delimiter))
+    if found.task != "recognition":
+        raise DataError(f"{dataset_dir}: pages with text regions ({found.kind} layout), which need no charset; "
+                        "a charset is built from a dataset of text lines")
     chars: set[str] = set()
     for part in found.parts:
         offsets, lines = found.index(part)

@@ -63,6 +63,9 @@ def run(config: ConvertConfig) -> dict:
     """Convert; returns ``{"layout", "to", "counts", "skipped"}``. DataError when problems stop it."""
     dataset_dir, out = Path(config.dataset_dir), Path(config.out)
     layout = detect(dataset_dir, config.layout, LayoutOptions(config.csv_delimiter))
+    if layout.task != "recognition":
+        raise DataError(f"{dataset_dir}: pages with text regions ({layout.kind} layout); convert writes text-line "
+                        f"datasets from text-line datasets only")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ShadownetError(f"{out}: exists and is not an empty folder; convert writes a new one")
     charset = of_dataset(layout.dataset_dir, dataset_dir)  # beside the samples (the folder of a single CSV file)

@@ -82,18 +82,20 @@ def _looks_complete(data: bytes) -> bool:
     return True
 
 
-def decode(data: bytes, min_height: int = 0) -> np.ndarray:
+def decode(data: bytes, min_height: int = 0, exif_orientation: bool = True) -> np.ndarray:
     """Decode file bytes to an HxWx3 uint8 BGR array, or raise ImageError.
 
     With ``min_height``, a JPEG at least twice that high is decoded at 1/2, 1/4 or 1/8 size
     (libjpeg scales in the DCT domain: far cheaper than a full decode, and a clean downscale),
-    never below ``min_height``.
+    never below ``min_height``. ``exif_orientation=False``: the pixels as stored, not turned as the EXIF
+    tag says (a page's annotations are in the stored frame).
     """
     if not data:
         raise ImageError("image_corrupt", "image file is empty")
     if not _looks_complete(data):
         raise ImageError("image_corrupt", "image file is truncated")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(data, min_height))
+    flag = _decode_flag(data, min_height) | (0 if exif_orientation else cv2.IMREAD_IGNORE_ORIENTATION)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if image is None or image.size == 0:
         raise ImageError("image_corrupt", "not a decodable image (corrupt or unsupported format)")
     return image

@@ -85,7 +85,7 @@ class Layout:
     """The base of every layout. A subclass declares:
 
     * ``kind``: the name ``--layout`` takes (its definition registers it), ``rank``: where ``detect`` tries it,
-      ``unit``: what the report counts in each part;
+      ``unit``: what the report counts in each part, ``task``: what its samples train;
     * ``present(path)``: whether ``path`` (a folder, or a file for a layout read from one) looks like this
       layout; ``find(path, options)``: the layout of ``path`` with its parts, or DataError;
     * ``index``, ``open``, ``digests`` below; and ``writer`` when ``convert --to`` may write it.
@@ -94,6 +94,9 @@ class Layout:
     kind: ClassVar[str] = ""
     rank: ClassVar[int] = 0
     unit: ClassVar[str] = "lines"
+    # What its samples train: "recognition" (text lines and their labels) or "detection" (pages and their
+    # regions, ``pages.page_layouts``). The records' manifest carries it to every later command.
+    task: ClassVar[str] = "recognition"
     # ``writer(root, folder)``: a PartWriter of one split, ``root/folder``; None: convert cannot write this layout.
     writer: ClassVar[Callable[[Path, str], PartWriter] | None] = None
 

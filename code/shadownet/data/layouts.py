@@ -15,6 +15,9 @@ named      image files named by their labels, in ``Train/``,      each folder pr
            ``Test/`` (``Validation/``) or in the folder itself    itself, a seeded tenth to test
 =========  =====================================================  ==========================================
 
+The detection task's layouts, pages with their text regions (``icdar2015``, ``paddle_det``), are in
+``pages/page_layouts.py``.
+
 This module imports every layout's module, so that their declarations fill the registry
 (``layout_base.REGISTRY``); the choices of ``--layout`` and ``convert --to`` are read from it here.
 Adding a layout: a module of ``data/`` with one subclass of ``layout_base.Layout``, imported below.
@@ -38,6 +41,7 @@ from .layout_base import (
     read_image_file,
     sha256_file,
 )
+from .pages import page_layouts  # noqa: F401  (the detection task's layouts register)
 from .seed_layout import SEED_PARTS, SEED_REQUIRED, SeedLayout, TextReader
 
 __all__ = ["CONVERT_TARGETS", "LAYOUTS", "REGISTRY", "SEED_PARTS", "SEED_REQUIRED", "Layout", "LayoutOptions", "Part",
@@ -51,7 +55,8 @@ CONVERT_TARGETS = tuple(sorted(cls.kind for cls in ordered() if cls.writer is no
 
 NOT_FOUND = ("{}: no dataset found: expected Train/sample.txt (seed layout), Train/.../data.mdb or "
              "training/.../data.mdb (LMDB), or annotation_train.txt (MJSynth); --layout names one; also read: "
-             "train.csv (csv), image files named by their labels (named)")
+             "train.csv (csv), image files named by their labels (named), and pages: train_images/ with "
+             "train_gts/ (icdar2015), Train/label.txt of PaddleOCR detection labels (paddle_det)")
 
 
 def detect(dataset_dir: Path, layout: str | None = None, options: LayoutOptions | None = None) -> Layout:

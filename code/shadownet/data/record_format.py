@@ -18,6 +18,23 @@ label/ids          int64[]   class index per character (see ``charset``)
 label/length       int64     number of characters
 label/text         bytes     the label, UTF-8, after the case policy
 =================  ========  ==================================================
+
+A page of the detection task (one Example per page; the manifest's ``task`` is ``detection``):
+
+=================  ========  ==================================================
+key                type      value
+=================  ========  ==================================================
+image/encoded      bytes     the page, JPEG or PNG, 3 channels
+image/format       bytes     ``jpeg`` or ``png``
+image/width        int64     width in pixels of the stored page
+image/height       int64     height in pixels
+image/source       bytes     source image path, relative to the dataset dir
+regions/points     float[]   every region's points, ``x0, y0, x1, y1, ...``, in
+                             stored pixels, region after region
+regions/count      int64[]   the number of points of each region (4 or more)
+regions/ignore     int64[]   1 for a don't-care region, else 0
+regions/text       bytes[]   each region's transcription, UTF-8
+=================  ========  ==================================================
 """
 
 from __future__ import annotations
@@ -40,6 +57,10 @@ IMAGE_SOURCE = "image/source"
 LABEL_IDS = "label/ids"
 LABEL_LENGTH = "label/length"
 LABEL_TEXT = "label/text"
+REGIONS_POINTS = "regions/points"
+REGIONS_COUNT = "regions/count"
+REGIONS_IGNORE = "regions/ignore"
+REGIONS_TEXT = "regions/text"
 
 
 def shard_name(split: str, shard: int, shards: int) -> str:
@@ -67,6 +88,24 @@ def text_line_example(
     return _field(1, entries)  # Example.features
 
 
+def page_example(image: bytes, image_format: str, width: int, height: int, source: str,
+                 points: list[list[tuple[float, float]]], ignore: list[bool], texts: list[str]) -> bytes:
+    """Serialized ``tf.train.Example`` of one page (the detection task), keys in sorted order."""
+    flat = [value for region in points for point in region for value in point]
+    entries = b"".join((
+        _entry(IMAGE_ENCODED, _bytes_feature(image)),
+        _entry(IMAGE_FORMAT, _bytes_feature(image_format.encode())),
+        _entry(IMAGE_HEIGHT, _int64_feature(_varint(height))),
+        _entry(IMAGE_SOURCE, _bytes_feature(source.encode("utf-8"))),
+        _entry(IMAGE_WIDTH, _int64_feature(_varint(width))),
+        _entry(REGIONS_COUNT, _int64_feature(b"".join(_varint(len(region)) for region in points))),
+        _entry(REGIONS_IGNORE, _int64_feature(b"".join(_varint(int(flag)) for flag in ignore))),
+        _entry(REGIONS_POINTS, _float_feature(struct.pack(f"<{len(flat)}f", *flat))),
+        _entry(REGIONS_TEXT, _field(1, b"".join(_field(1, text.encode("utf-8")) for text in texts))),
+    ))
+    return _field(1, entries)
+
+
 # -- protobuf wire format (only what Example needs) ------------------------------------------
 _ONE_BYTE = [bytes((i,)) for i in range(0x80)]
 
@@ -91,7 +130,7 @@ def _field(number: int, payload: bytes) -> bytes:
 _KEY_FIELDS = {
     key: _field(1, key.encode())
     for key in (IMAGE_ENCODED, IMAGE_FORMAT, IMAGE_WIDTH, IMAGE_HEIGHT, IMAGE_SOURCE, LABEL_IDS, LABEL_LENGTH,
-                LABEL_TEXT)
+                LABEL_TEXT, REGIONS_POINTS, REGIONS_COUNT, REGIONS_IGNORE, REGIONS_TEXT)
 }
 
 
@@ -105,7 +144,12 @@ def _bytes_feature(value: bytes) -> bytes:
 
 
 def _int64_feature(packed_varints: bytes) -> bytes:
-    return _field(3, _field(1, packed_varints))  # Feature.int64_list{packed value*}
+    # Feature.int64_list{packed value*}; an empty list has no value field at all
+    return _field(3, _field(1, packed_varints) if packed_varints else b"")
+
+
+def _float_feature(packed_floats: bytes) -> bytes:
+    return _field(2, _field(1, packed_floats) if packed_floats else b"")  # Feature.float_list{packed value*}
 
 
 # -- TFRecord framing --------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from ..errors import DataError
 from ..fileio import write_text_atomic
 from .annotations import LineError, Sample
 from .charset import Charset
-from .images import ImageError, ImageGeometry, ctc_min_steps, decode, time_steps
+from .images import ImageError, ImageGeometry, ctc_min_steps, decode, normalize, time_steps
 from .layout_base import Layout, iter_samples, location
+from .record_format import frame, text_line_example
 
 SHOWN_PROBLEMS = 5
 
@@ -42,13 +43,22 @@ class Problem:
         return f"{location(self.file, self.line)}: {self.message}"
 
 
+def problem_of(error: LineError | ImageError, file: str, line: int, image: str = "") -> Problem:
+    """The Problem of an error met reading the sample at ``file:line``, or where the error says it is."""
+    where_file, where_line = getattr(error, "file", None), getattr(error, "line", None)
+    return Problem(where_file or file, line if where_line is None else where_line, error.code, str(error), image)
+
+
 @dataclass(frozen=True)
 class LabelPolicy:
-    """How labels become class ids: the charset, case folding and the geometry limiting their length."""
+    """How labels become class ids: the charset, case folding and the geometry limiting their length (the
+    recognition task; ``pages.page_records.PagePolicy`` is the detection task's)."""
 
     charset: Charset
     lowercase: bool
     geometry: ImageGeometry
+    case: str = "auto"
+    task = "recognition"
 
     @classmethod
     def resolve(cls, charset: Charset, case: str, geometry: ImageGeometry) -> "LabelPolicy":
@@ -56,7 +66,27 @@ class LabelPolicy:
         if case not in CASE_POLICIES:
             raise DataError(f"case policy must be one of {', '.join(CASE_POLICIES)}, not {case!r}")
         lowercase = case == "lower" or (case == "auto" and not charset.has_uppercase)
-        return cls(charset, lowercase, geometry)
+        return cls(charset, lowercase, geometry, case)
+
+    def record(self, reader, sample: Sample, build: bool) -> bytes:
+        """A text line's framed record (``b""`` when only validating); raises ImageError or LineError."""
+        ids, text = self.encode(sample)  # passed the text checks already
+        data, image = check_image(reader, sample, ids, text, self)
+        if not build:
+            return b""
+        encoded, width, height = normalize(data, image, self.geometry)
+        return frame(text_line_example(encoded, self.geometry.image_format, width, height, sample.path, ids, text))
+
+    def manifest(self) -> dict:
+        """The task's part of the records' manifest."""
+        charset = self.charset
+        return {
+            "charset": {"characters": "".join(charset.characters), "size": charset.size,
+                        "blank_index": charset.blank_index, "num_classes": charset.num_classes,
+                        "sha256": charset.sha256},
+            "case": {"policy": self.case, "lowercase": self.lowercase},
+            "image": self.geometry.to_dict(),
+        }
 
     def encode(self, sample: Sample) -> tuple[list[int], str]:
         """``(ids, text)`` for a sample's label, or raise LineError naming the problem."""
@@ -132,7 +162,7 @@ def scan_annotations(layout: Layout, policy: LabelPolicy) -> Scan:
         scan.usable.append(usable)
         for i, item in enumerate(iter_samples(layout, part, offsets, lines, text_checks=True)):
             if isinstance(item, LineError):
-                scan.problems.append(Problem(part.name, int(lines[i]), item.code, str(item)))
+                scan.problems.append(problem_of(item, part.name, int(lines[i])))
                 continue
             try:
                 policy.encode(item)

@@ -31,26 +31,13 @@ from ..fileio import PARTIAL_SUFFIX, partial_name, write_text_atomic
 from ..parallel import default_workers, ordered_map
 from ..progress import Progress
 from .annotations import LineError
-from .charset import Charset
 from .charset import of_dataset as charset_of_dataset
-from .images import ImageError, ImageGeometry, normalize
+from .images import ImageError, ImageGeometry
 from .layouts import Layout, LayoutOptions, detect
-from .record_format import (
-    MANIFEST_FILE,
-    SCHEMA_VERSION,
-    frame,
-    shard_name,
-    text_line_example,
-)
+from .pages.page_records import PagePolicy
+from .record_format import MANIFEST_FILE, SCHEMA_VERSION, shard_name
 from .splits import Chunk, chunk_samples, chunks, plan_splits
-from .validate import (
-    LabelPolicy,
-    Problem,
-    check_image,
-    scan_annotations,
-    summary,
-    write_report,
-)
+from .validate import LabelPolicy, Problem, problem_of, scan_annotations, summary, write_report
 
 
 @dataclass(frozen=True)
@@ -69,6 +56,7 @@ class TFRecordsConfig:
     shard_index: int | None = None  # write only this shard of every split (one machine of several)
     layout: str | None = None  # one of layouts.LAYOUTS; None: found from what the folder holds
     csv_delimiter: str = ";"  # the csv layout's column separator
+    points_outside: str = "clip"  # pages: a region's point outside its image is clamped ("clip") or a problem
 
     def __post_init__(self) -> None:
         if self.on_error not in ERROR_POLICIES:
@@ -82,6 +70,7 @@ class TFRecordsConfig:
         if not 0.0 <= self.validation_ratio < 1.0:
             raise SettingError("validation_ratio", f"must be in [0, 1), not {self.validation_ratio}")
         LayoutOptions(self.csv_delimiter)  # SettingError when it is not one character
+        PagePolicy(self.points_outside)  # SettingError when it is neither policy
 
 
 def shard_of(position: int, count: int, shards: int) -> int:
@@ -97,15 +86,13 @@ def shard_bounds(shard: int, count: int, shards: int) -> tuple[int, int]:
 def run(config: TFRecordsConfig) -> dict:
     """Validate the dataset and, with a save_dir, write the records.
 
-    Returns the manifest, or (validation only) ``{"counts": ..., "skipped": ..., "layout": ...}``.
+    Returns the manifest, or (validation only) ``{"counts": ..., "skipped": ..., "layout": ..., "task": ...}``.
 
     Raises DataError when problems were found and ``on_error == "error"``.
     """
     dataset_dir = Path(config.dataset_dir)
     layout = detect(dataset_dir, config.layout, LayoutOptions(config.csv_delimiter))
-    # Beside the samples: in the dataset folder, or in the folder of a single CSV file.
-    charset = charset_of_dataset(layout.dataset_dir, dataset_dir)
-    policy = LabelPolicy.resolve(charset, config.case, config.geometry)
+    policy = task_policy(layout, config)
     scan = scan_annotations(layout, policy)
     problems = list(scan.problems)
     plan = plan_splits(scan, config.validation_ratio, config.seed)
@@ -142,9 +129,9 @@ def run(config: TFRecordsConfig) -> dict:
         scan.sort(problems)
         fail_if_problems()
         counts = {split: writer.counts[split] for split in SPLITS}
-        result = {"counts": counts, "skipped": len(problems), "layout": layout.kind}
+        result = {"counts": counts, "skipped": len(problems), "layout": layout.kind, "task": layout.task}
         if config.save_dir is not None:
-            result = _manifest(config, charset, policy, writer, scan, counts, len(problems))
+            result = _manifest(config, policy, writer, scan, counts, len(problems))
             if config.shard_index is None:
                 writer.commit(result)
             else:
@@ -156,22 +143,23 @@ def run(config: TFRecordsConfig) -> dict:
     return result
 
 
-def _process_chunk(layout: Layout, policy: LabelPolicy, build: bool, chunk: Chunk):
+def task_policy(layout: Layout, config: TFRecordsConfig) -> LabelPolicy | PagePolicy:
+    """What checks and encodes the samples of ``layout``'s task: text lines (the charset JSONs beside the
+    samples: in the dataset folder, or in the folder of a single CSV file) or pages."""
+    if layout.task == PagePolicy.task:
+        return PagePolicy(config.points_outside)
+    charset = charset_of_dataset(layout.dataset_dir, Path(config.dataset_dir))
+    return LabelPolicy.resolve(charset, config.case, config.geometry)
+
+
+def _process_chunk(layout: Layout, policy: LabelPolicy | PagePolicy, build: bool, chunk: Chunk):
     """Worker side: ``(split, start, [framed record bytes or Problem per position])``."""
     out = []
     for reader, sample in chunk_samples(layout, chunk):
         try:
-            ids, text = policy.encode(sample)  # passed the text checks already
-            data, image = check_image(reader, sample, ids, text, policy)
-            if not build:
-                out.append(b"")
-                continue
-            encoded, width, height = normalize(data, image, policy.geometry)
+            out.append(policy.record(reader, sample, build))
         except (ImageError, LineError) as exc:
-            out.append(Problem(sample.file, sample.line, exc.code, str(exc), sample.path))
-            continue
-        example = text_line_example(encoded, policy.geometry.image_format, width, height, sample.path, ids, text)
-        out.append(frame(example))
+            out.append(problem_of(exc, sample.file, sample.line, sample.path))
     return chunk.split, chunk.start, out
 
 
@@ -258,7 +246,7 @@ class _ShardWriter:
                 partial_name(self.save_dir / name).unlink(missing_ok=True)
 
 
-def _manifest(config, charset: Charset, policy: LabelPolicy, writer: _ShardWriter, scan, counts, skipped) -> dict:
+def _manifest(config, policy: LabelPolicy | PagePolicy, writer: _ShardWriter, scan, counts, skipped) -> dict:
     splits = {split: {"count": counts[split], "files": []} for split in SPLITS}
     for name, stats in writer.files.items():
         splits[stats["split"]]["files"].append(
@@ -267,21 +255,14 @@ def _manifest(config, charset: Charset, policy: LabelPolicy, writer: _ShardWrite
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "shadownet", "version": __version__},
+        "task": policy.task,
         "source": {
             "dataset_dir": config.source or str(config.dataset_dir),
             "layout": scan.layout.kind,
             "annotations": {name: digest for part in scan.layout.parts
                             for name, digest in scan.layout.digests(part).items()},
         },
-        "charset": {
-            "characters": "".join(charset.characters),
-            "size": charset.size,
-            "blank_index": charset.blank_index,
-            "num_classes": charset.num_classes,
-            "sha256": charset.sha256,
-        },
-        "case": {"policy": config.case, "lowercase": policy.lowercase},
-        "image": policy.geometry.to_dict(),
+        **policy.manifest(),
         "split": {"validation_ratio": config.validation_ratio, "seed": config.seed, "shards": config.shards,
                   # "train": carved from train by the ratio; "dataset": the dataset's own validation split
                   "validation_from": "dataset" if any(p.role == "validation" for p in scan.layout.parts) else "train"},

@@ -50,6 +50,10 @@ def read_manifest(records_dir: Path) -> dict:
         raise DataError(
             f"{path}: record schema version {manifest.get('schema_version')!r}, this shadownet reads {SCHEMA_VERSION}"
         )
+    task = manifest.get("task", "recognition")  # manifests before the detection task had no "task"
+    if task != "recognition":
+        raise DataError(f"{path}: records of the {task} task (pages and their text regions); this shadownet "
+                        "trains, evaluates and inspects text-line recognisers only, from records of text lines")
     return manifest
 
 

@@ -63,7 +63,7 @@ class Page:
         return f"{self.file}:{self.line}"
 
 
-def _lines(data: bytes):
+def numbered_lines(data: bytes):
     """``(line number, raw line)`` without the BOM and line endings, blank lines included."""
     if data.startswith(_BOM):
         data = data[len(_BOM):]
@@ -111,7 +111,7 @@ def parse_icdar_gt(data: bytes, file: str) -> list[tuple[int, Region]]:
     """All regions of one ICDAR 2015 ground-truth file (its bytes; ``file`` names it in messages), each with
     its line number. Raises LineError at the first bad line, its message starting ``file:line:``."""
     regions = []
-    for number, raw in _lines(data):
+    for number, raw in numbered_lines(data):
         try:
             region = parse_icdar_line(raw)
         except LineError as exc:
@@ -177,7 +177,7 @@ def parse_paddle_det(data: bytes, file: str) -> list[Page]:
     """Every page of a PaddleOCR detection label file (its bytes; ``file`` names it in Page and messages).
     Raises LineError at the first bad line, its message starting ``file:line:``."""
     pages = []
-    for number, raw in _lines(data):
+    for number, raw in numbered_lines(data):
         try:
             parsed = parse_paddle_det_line(raw)
         except LineError as exc:
