@@ -142,11 +142,16 @@ demo: $(STAMP) sample ## the whole job on the sample: validate, TFRecords, train
 PYTEST_ENV = IMAGE_PREFIX=$(IMAGE_PREFIX) TAG=$(TAG) DOCKER=$(DOCKER) \
 	SAGEMAKER_SDK_PYTHON=$(abspath $(SDK_VENV))/bin/python
 
+# Two passes: the modules in TEST_WORKERS processes (pytest-xdist; each module on one), then those marked serial
+# (tests/conftest.py's SERIAL_MODULES) alone.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) ## run every test, the slow end-to-end ones included (the image tests use the built images)
-	$(PYTEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m 'not serial' $(PYTEST_ARGS)
+	$(PYTEST_ENV) $(BIN)/python -m pytest -m serial $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the tests without the slow ones
-	$(PYTEST_ENV) $(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+	$(PYTEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m 'not slow' $(PYTEST_ARGS)
 
 test-gpu-image: $(STAMP) build-gpu ## build the GPU image and run its tests (CI runs them in `make test` when it builds the GPU image)
 	$(PYTEST_ENV) SHADOWNET_TEST_GPU_IMAGE=1 $(BIN)/python -m pytest tests/test_docker.py -k gpu $(PYTEST_ARGS)

@@ -21,6 +21,26 @@ from shadownet.data.charset import Charset
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `make test` runs the suite in two passes: every other module in parallel worker processes (pytest-xdist, a
+# module's tests on one worker), then these alone, one test at a time. Marked `serial` at collection.
+SERIAL_MODULES = {
+    # Two replicas or two workers must train as one device to 1e-4. With another test beside them on a loaded
+    # 2-core machine, two of these tests came out 1.6e-3 and 2e-4 apart (the CI run at b65d3a0 saw 1.7e-3 too);
+    # alone they passed 3 runs in 3. The cause is not found yet: they measure it where it does not show.
+    "test_distribute.py": "one device against two replicas",
+    "test_multiworker.py": "one process against two workers",
+    # The containers: Docker's own builds and daemons, the SageMaker SDK's local mode and its fixed ports.
+    "test_docker.py": "the images",
+    "test_sagemaker_sdk.py": "SageMaker local mode",
+    "test_serve_image.py": "the serving image",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
+
 
 def text_image(text: str, height: int = 40, seed: int = 0) -> np.ndarray:
     """A legible BGR image of ``text`` (OpenCV's built-in font), width from the text."""
