@@ -42,12 +42,13 @@ def child(kind: str, work: Path, option: str) -> dict:
     if kind == "train":
         from shadownet.config import TrainConfig
         from shadownet.learn import pipeline, read_records
+        from shadownet.learn.tasks import RecognitionTask
         from shadownet.learn.trainer import Trainer
 
         config = TrainConfig(model="shadownet", input_mode="fixed", batch_size=64, mixed_precision=option,
                              augment=False)
         charset = read_records.charset_of(read_records.read_manifest(records_dir))
-        trainer = Trainer(config, charset, work / f"m-{option}")
+        trainer = Trainer(config, RecognitionTask(charset), work / f"m-{option}")
         batches = [b for b in pipeline.train_dataset(records_dir, config).take(4)]
         for inputs, targets in batches[:2]:  # trace and warm up
             trainer.train_step(inputs, targets)

@@ -96,8 +96,9 @@ def test_learn_is_not_importable_without_tensorflow(tmp_path):
 def test_each_list_of_choices_has_one_home():
     from shadownet.config import CHOICES
     from shadownet.learn import inference, model
+    from shadownet.learn.detection import model as detector
 
-    assert tuple(model.ARCHITECTURES) == choices.MODELS
+    assert tuple(model.ARCHITECTURES) + tuple(detector.DETECTORS) == choices.MODELS
     assert tuple(inference.PRECISIONS) == choices.EXPORT_PRECISIONS
     assert CHOICES["model"] is choices.MODELS and CHOICES["input_mode"] is choices.INPUT_MODES
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from shadownet.architectures import DETECTORS
 from shadownet.data.pages import polygons
 from shadownet.learn.detection import loss as db
-from shadownet.learn.detection.architectures import DETECTORS
 from shadownet.learn.detection.model import STRIDE, binary_map, build
 from shadownet.learn.detection.postprocess import PostProcess
 from shadownet.learn.detection.targets import db_targets

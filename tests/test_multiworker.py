@@ -11,7 +11,8 @@ all-reduces, batch-norm statistics across workers), as in tests/test_distribute.
 Tolerances. After 4 Adam steps with gradient clipping active, measured on the 2-core machine these
 tests were written on: the logged losses are equal to the 4 printed decimals and the largest weight
 difference is 1.2e-7. The tests allow 1.5e-4 on printed losses and 1e-4 on weights, as
-tests/test_distribute.py does for MirroredStrategy (where 4.7e-6 is measured).
+tests/test_distribute.py does for MirroredStrategy (where 4.7e-6 is measured). They train with Adadelta
+(``conftest.SUMMATION_ONLY``): on an AVX-512 CPU Adam amplified the runs' rounding past those bounds.
 
 A worker killed with SIGKILL: the survivor's collective fails on the broken connection and it exits
 1.0 to 2.6 s after the kill in the test runs (1 to 6 s in runs by hand). A worker frozen with SIGSTOP: with
@@ -38,12 +39,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import word_records
+from conftest import SUMMATION_ONLY, word_records
 from shadownet.data.charset import Charset
 from shadownet.data.record_format import IMAGE_SOURCE
 from shadownet.learn import read_records
 
 PRINTED_LOSS_ATOL = 1.5e-4  # the log prints 4 decimals
+# The fine-tuned pair (varied heights squeezed to 100x32, a rebuilt output layer): on an AVX-512 CPU, losses 2e-5
+# apart (relative) by step 3 and weights 1.8e-4 apart after 4 steps, though the first steps agree to the printed
+# decimals. Bounds at 5x those; the mistakes test_distribute.py measured give 3.3e-3 and more in weights.
+FINE_TUNED_LOSS_RTOL = 1e-4
+FINE_TUNED_WEIGHT_ATOL = 1e-3
 WEIGHT_ATOL = 1e-4
 DEAD_WORKER_SECONDS = 120
 
@@ -60,7 +66,8 @@ sys.exit(cli.main(sys.argv[1:]))
 TRAIN_FLAGS = ("--model", "shadownet_small", "--log-every", "1", "--eval-every", "100", "--checkpoint-every", "2",
                "--warmup-steps", "1", "--shuffle-buffer", "1", "--augment", "false", "--regularization", "none",
                "--seed", "7", "--mixed-precision", "off",  # no dropout: its masks differ with the replicas
-               "--input-mode", "fixed", "--worker-timeout-seconds", "60")  # the option, exercised
+               "--input-mode", "fixed", "--worker-timeout-seconds", "60",  # the option, exercised
+               *SUMMATION_ONLY)
 
 
 def free_ports(n: int) -> list[int]:
@@ -233,12 +240,17 @@ def test_two_workers_fine_tuned_onto_another_charset_start_from_the_same_weights
                "added: 'A' 'B' 'C' 'D' 'E' 'F' 'G' 'H' 'I' 'J' ..." in process.lines(), process.lines()
     chief_losses, single_losses = logged(workers[0].lines(), "loss"), logged(single.lines(), "loss")
     assert sorted(chief_losses) == sorted(single_losses) == [1, 2, 3, 4]
+    # The same start: the first step's loss to the printed decimals (new rows seeded otherwise would differ there
+    # by far more). Then the runs' rounding grows with the steps: on an AVX-512 CPU the loss of step 3 came out
+    # 25.5940 against 25.5945 (2e-5 relative), hence a relative bound after the first step.
+    assert chief_losses[1] == pytest.approx(single_losses[1], abs=PRINTED_LOSS_ATOL)
     np.testing.assert_allclose([chief_losses[s] for s in range(1, 5)], [single_losses[s] for s in range(1, 5)],
-                               atol=PRINTED_LOSS_ATOL)
+                               rtol=FINE_TUNED_LOSS_RTOL)
     two, one = checkpoint_values(tmp_path / "two/model", 4), checkpoint_values(tmp_path / "one/model", 4)
     assert sorted(two) == sorted(one)
     difference = max(float(np.max(np.abs(two[name] - one[name]))) for name in two)
-    assert difference <= WEIGHT_ATOL, difference
+    print(f"largest weight difference {difference:.2e}, losses {chief_losses} against {single_losses}")
+    assert difference <= FINE_TUNED_WEIGHT_ATOL, difference
     recorded = json.loads((tmp_path / "two/model/config.json").read_text())["parent"]
     assert (recorded["run"], recorded["step"]) == (str(parent), 2)
 

@@ -161,10 +161,11 @@ def test_a_run_without_validation_starts_its_regime_at_once(tmp_path, monkeypatc
 def test_weight_decay_shrinks_the_kernels(tmp_path, records_dir):
     """Decoupled decay shrinks the kernels by learning rate x decay each step; the biases are never decayed."""
     from shadownet.learn.read_records import charset_of, read_manifest
+    from shadownet.learn.tasks import RecognitionTask
     from shadownet.learn.trainer import Trainer
 
     config = TrainConfig(**(TINY | {"warmup_steps": 1}), train_steps=3, learning_rate=1e-9)
-    trainer = Trainer(config, charset_of(read_manifest(records_dir)), tmp_path / "wd")
+    trainer = Trainer(config, RecognitionTask(charset_of(read_manifest(records_dir))), tmp_path / "wd")
     trainer.regularize({"dropout": 0.0, "weight_decay": 5e8, "augment_strength": 0.0})
     batches = iter(trainer.distribute_batches(lambda size, shard: pipeline.train_dataset(records_dir, config, size,
                                                                                        shard)))

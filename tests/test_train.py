@@ -12,6 +12,7 @@ from shadownet.config import TrainConfig
 from shadownet.errors import ShadownetError
 from shadownet.learn import pipeline
 from shadownet.learn.run_dir import load_model
+from shadownet.learn.tasks import RecognitionTask
 from shadownet.learn.train import train
 from shadownet.learn.trainer import Trainer
 
@@ -55,7 +56,7 @@ def test_resume_finishes_at_exactly_the_configured_step(tmp_path, records_dir):
     assert steps_of(model_dir) == [4, 6, 7]  # keep_checkpoints=3 of 2, 4, 6, 7
 
     # The resumed run started from the trained weights and optimizer state, not from scratch.
-    trainer = Trainer(TrainConfig(**TINY, train_steps=7), load_model(model_dir)[2], model_dir)
+    trainer = Trainer(TrainConfig(**TINY, train_steps=7), RecognitionTask(load_model(model_dir)[2]), model_dir)
     assert trainer.restore() == 7
     assert int(trainer.optimizer.iterations.numpy()) == 7
     assert not np.allclose(trainer.model.get_layer("logits").get_weights()[0], trained)

@@ -4,7 +4,7 @@ Plain tuples, and the names of a registry that is plain data too (``architecture
 (no TensorFlow) and the training images share this module.
 """
 
-from .architectures import ARCHITECTURES
+from .architectures import ARCHITECTURES, DETECTORS
 
 # -- datasets and records (data/)
 SYNTH_KINDS = ("lines", "captcha", "digits", "sentences", "pages")  # pages: page images for text detection
@@ -18,15 +18,15 @@ SPLITS = ("train", "validation", "test")
 # registry (a class declared in data/ adds a layout).
 
 # -- training settings (config.TrainConfig)
-MODELS = tuple(ARCHITECTURES)  # the model variants, by name (learn/model.py builds them)
+MODELS = tuple(ARCHITECTURES) + tuple(DETECTORS)  # the model variants by name: recognisers, then detectors
 OPTIMIZERS = ("adam", "adadelta")
 LR_SCHEDULES = ("cosine", "constant")
 MIXED_PRECISION = ("auto", "off", "bfloat16", "float16")
-BEST_METRICS = ("word_accuracy", "char_error_rate", "loss")
+BEST_METRICS = ("word_accuracy", "char_error_rate", "loss", "hmean", "precision", "recall")  # the last 3: detectors
 FREEZE = ("none", "conv")  # fine-tuning: conv trains only the recurrent and output layers
 # how hard a run regularises (learn/regime.py): auto, from the epochs it plans, or a regime by name
 REGULARIZATION = ("auto", "none", "light", "medium", "strong")
-HPO_METRICS = ("word_accuracy", "char_error_rate", "validation_loss")  # what a tuner's metric file reports
+HPO_METRICS = ("word_accuracy", "char_error_rate", "validation_loss", "hmean")  # what a tuner's metric file reports
 
 # -- evaluation, export and serving (learn/)
 DECODERS = ("greedy", "beam")

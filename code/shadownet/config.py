@@ -39,11 +39,14 @@ ARCHITECTURE = ("model", "input_mode", "max_width")
 # (settings_table; `make docs`, checked by tests/test_configs.py).
 HELP: dict[str, str] = {
     "model": "the architecture: shadownet_small (a quarter of the original's compute: more steps in a CPU budget) "
-             "or shadownet (the original's widths; for large datasets and GPUs)",
+             "or shadownet (the original's widths; for large datasets and GPUs); for page records, a detector: "
+             "dbnet_small (taken when model names a recogniser by default) or dbnet (ResNet-18 widths; GPUs)",
     "input_mode": f"keep_ratio: height {HEIGHT}, width by aspect ratio, batches bucketed by width; fixed: "
                   f"{FIXED_WIDTH}x{HEIGHT} as the original",
     "max_width": f"training images wider than this are squeezed to it (keep_ratio); a multiple of "
                  f"{WIDTH_DOWNSAMPLE}, at least {MIN_WIDTH}",
+    "page_size": "detectors: the side of the square crops training reads, and the longer side validation scales "
+                 "a page to (padded to a multiple of 32); a multiple of 32, at least 64",
     "init_from": "fine-tune: start from the weights of this run (a --model-dir: folder, s3:// or gs:// prefix); "
                  "its model, input_mode and max_width are taken, the output layer is rebuilt by character when "
                  "the charsets differ, the optimizer starts afresh; empty: from scratch",
@@ -83,7 +86,8 @@ HELP: dict[str, str] = {
     "eval_max_samples": "validation samples per evaluation; 0: the whole validation split",
     "checkpoint_every": "checkpoint every this many steps (and at the end, and on SIGTERM)",
     "keep_checkpoints": "checkpoints kept in checkpoints/ (the best one is kept apart in best/)",
-    "best_metric": "what makes a checkpoint the best one",
+    "best_metric": "what makes a checkpoint the best one (a detector's: hmean, precision or recall; hmean where "
+                   "a recogniser's metric is left at its default)",
     "hpo_metric": "the validation metric reported to a tuner's metric file (Vertex AI's cloudml-hypertune file)",
 }
 
@@ -94,6 +98,7 @@ class TrainConfig:
     model: str = "shadownet_small"  # a quarter of the original's compute: more steps in a CPU budget
     input_mode: str = "keep_ratio"
     max_width: int = 256  # training images wider than this are squeezed to it (keep_ratio mode)
+    page_size: int = 640  # detectors: training crops of page_size x page_size; validation's longer side
     # -- where the weights start: empty, from scratch; else a run folder or s3:// prefix (fine-tuning)
     init_from: str = ""
     init_checkpoint: str = "best"
@@ -147,6 +152,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value < 0 or (isinstance(value, float) and math.isnan(value)):
                 raise ShadownetError(f"{name} must be >= 0, not {value}")
+        if self.page_size < 64 or self.page_size % 32:
+            raise ShadownetError(f"page_size must be a multiple of 32 and at least 64, not {self.page_size}")
         if self.max_width < MIN_WIDTH or self.max_width % WIDTH_DOWNSAMPLE:
             raise ShadownetError(f"max_width must be a multiple of {WIDTH_DOWNSAMPLE} and at least {MIN_WIDTH}, "
                                  f"not {self.max_width}")

@@ -24,7 +24,8 @@ def run(args, make_staging) -> int:
     from .cloud.storage import check_writable, is_remote
     from .config import explicit, load
     from .learn import distribute, run_dir
-    from .learn.read_records import stage_share
+    from .learn.read_records import read_manifest, stage_share
+    from .learn.tasks import for_records
     from .learn.train import resolve_precision, train
     from .progress import StepDisplay
 
@@ -59,6 +60,10 @@ def run(args, make_staging) -> int:
     else:
         tfrecords_dir = staging.input_dir(tfrecords_path)
     model_dir = staging.output_dir(model_path, existing=True)  # a run to resume comes back first
+    given = explicit(args.config, flags, platform.settings)
+    # The records say what is trained (a detector takes its own model and metrics where none were given).
+    task = for_records(read_manifest(Path(tfrecords_dir), task=None))
+    config = task.resolve(config, given)
 
     # The run to fine-tune from, unless this one resumes its own checkpoints (gs://: Vertex AI's /gcs mount).
     init_dir = None
@@ -73,7 +78,7 @@ def run(args, make_staging) -> int:
                        progress=display.progress if display.tty else None, strategy=strategy, saved=saved,
                        stop=stop_requested, log_dir=Path(platform.log_dir) if platform.log_dir else None,
                        grace_seconds=platform.grace_seconds, init_dir=init_dir,
-                       explicit=explicit(args.config, flags, platform.settings),
+                       explicit=given,
                        report=hypertune.reporter(platform.metric_file, platform.trial_id, config.hpo_metric)
                        if distribute.is_chief(strategy) else None,
                        records_ready=arrivals.wait if arrivals else None)
@@ -91,7 +96,10 @@ def run(args, make_staging) -> int:
     best = result.best or {}
     print(f"trained to step {result.step}" + (" (time budget spent)" if result.stopped_early else "")
           + (f"; best {best['metric']}={best['value']:.4f} at step {best['step']}" if best else ""))
-    if export_path is not None and distribute.is_chief(strategy):  # the chief's run is the one to export
+    if export_path is not None and distribute.is_chief(strategy) and task.name != "recognition":
+        print(f"not exported: the export of a {task.name} run is not built yet; the run is in {model_path}",
+              file=sys.stderr)
+    elif export_path is not None and distribute.is_chief(strategy):  # the chief's run is the one to export
         export_after_training(staging, model_dir, tfrecords_dir, export_path, platform.report_dir or model_path)
     return 0
 

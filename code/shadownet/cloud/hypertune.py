@@ -7,7 +7,7 @@
 * Vertex AI reads the file that Google's ``cloudml-hypertune`` library writes (``MetricFile``).
 
 So training prints its validation lines as it always has (``step=N validation_loss=... word_accuracy=...
-char_error_rate=...``, ``train.metric_line``), the best values once more at the end (``best_step=N
+char_error_rate=...``, a task's ``metric_line``), the best values once more at the end (``best_step=N
 validation_loss=...``), and on Vertex AI (or wherever ``CLOUD_ML_HP_METRIC_FILE`` is set) also reports
 ``hpo_metric`` to the metric file.
 

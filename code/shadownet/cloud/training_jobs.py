@@ -14,7 +14,7 @@ from .specs import botocore_problems, container, flags, pod, uris
 
 # The metric lines training prints (train.py); SageMaker applies these to the log. The validation metrics are
 # anchored on the validation line's own sequence (``validation_loss=... word_accuracy=... char_error_rate=...``,
-# train.metric_line), so no other line (the test split's ``test_word_accuracy=...`` after an export) feeds a tuner.
+# the task's metric_line), so no other line (the test split's ``test_word_accuracy=...`` after an export) feeds a tuner.
 METRIC_DEFINITIONS = [
     {"Name": "train:loss", "Regex": r"step=\d+ loss=([0-9.eE+-]+)"},
     {"Name": "train:images_per_sec", "Regex": r"images_per_sec=([0-9.]+)"},

@@ -38,7 +38,8 @@ FEATURES = {
 }
 
 
-def read_manifest(records_dir: Path) -> dict:
+def read_manifest(records_dir: Path, task: str | None = "recognition") -> dict:
+    """The records' manifest, checked; ``task``: the task the reader handles (None: any)."""
     path = Path(records_dir) / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -50,10 +51,11 @@ def read_manifest(records_dir: Path) -> dict:
         raise DataError(
             f"{path}: record schema version {manifest.get('schema_version')!r}, this shadownet reads {SCHEMA_VERSION}"
         )
-    task = manifest.get("task", "recognition")  # manifests before the detection task had no "task"
-    if task != "recognition":
-        raise DataError(f"{path}: records of the {task} task (pages and their text regions); this shadownet "
-                        "trains, evaluates and inspects text-line recognisers only, from records of text lines")
+    found = manifest.get("task", "recognition")  # manifests before the detection task had no "task"
+    if task is not None and found != task:
+        what = "pages and their text regions" if found == "detection" else "text lines"
+        raise DataError(f"{path}: records of the {found} task ({what}); this command reads records of the "
+                        f"{task} task")
     return manifest
 
 
@@ -64,7 +66,7 @@ def charset_of(manifest: dict) -> Charset:
 def split_files(records_dir: Path, split: str, manifest: dict | None = None) -> list[str]:
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    manifest = manifest or read_manifest(records_dir)
+    manifest = manifest or read_manifest(records_dir, task=None)
     return [str(Path(records_dir) / f["name"]) for f in manifest["splits"][split]["files"]]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..architectures import task_of
 from ..config import TrainConfig, coerce
 from ..data.charset import Charset
 from ..errors import DataError, ShadownetError
@@ -51,9 +52,10 @@ def has_checkpoints(model_dir: Path) -> bool:
     return (Path(model_dir) / CHECKPOINTS_DIR / "checkpoint").is_file()
 
 
-def write_run(model_dir: Path, config: TrainConfig, charset: Charset, parent: dict | None = None) -> None:
-    """The run's settings and charset, written when it starts (the chief's); ``parent``: the run it was
-    initialised from (``run``, ``checkpoint``, ``step``, ``charset_sha256``), kept from an earlier start."""
+def write_run(model_dir: Path, config: TrainConfig, charset: Charset | None, parent: dict | None = None) -> None:
+    """The run's settings and charset (a detector has none), written when it starts (the chief's); ``parent``:
+    the run it was initialised from (``run``, ``checkpoint``, ``step``, ``charset_sha256``), kept from an earlier
+    start."""
     values = config.to_dict()
     parent = parent or read_parent(model_dir)
     if parent:
@@ -62,13 +64,16 @@ def write_run(model_dir: Path, config: TrainConfig, charset: Charset, parent: di
     if plan:
         values[REGULARIZATION_KEY] = plan
     write_text_atomic(model_dir / CONFIG_FILE, json.dumps(values, indent=2, sort_keys=True) + "\n")
-    write_text_atomic(model_dir / CHARSET_FILE, json.dumps({"characters": "".join(charset.characters)},
-                                                           ensure_ascii=False) + "\n")
+    if charset is not None:
+        write_text_atomic(model_dir / CHARSET_FILE, json.dumps({"characters": "".join(charset.characters)},
+                                                               ensure_ascii=False) + "\n")
 
 
-def check_same_run(model_dir: Path, config: TrainConfig, charset: Charset) -> None:
+def check_same_run(model_dir: Path, config: TrainConfig, charset: Charset | None) -> None:
     """Resuming with another model or charset would load mismatched weights: refuse with a clear message."""
     previous = model_dir / CHARSET_FILE
+    if charset is None and previous.exists():
+        raise ShadownetError(f"{model_dir} holds a text recogniser's run; a detector needs a new --model-dir")
     if previous.exists():
         old = json.loads(previous.read_text(encoding="utf-8"))["characters"]
         if old != "".join(charset.characters):
@@ -143,6 +148,9 @@ def read_run(model_dir: Path) -> tuple[TrainConfig, Charset]:
     values.pop("parent", None)
     values.pop(REGULARIZATION_KEY, None)
     config = TrainConfig(**{key: coerce(key, value, str(path)) for key, value in values.items()})
+    if task_of(config.model) == "detection":
+        raise ShadownetError(f"{model_dir}: a text detector's run ({config.model}); reading it back for "
+                             "evaluate, export or predict is not built yet (its checkpoints resume training)")
     characters = _read_json(model_dir / CHARSET_FILE).get("characters")
     if not isinstance(characters, str):
         raise DataError(f"{model_dir / CHARSET_FILE}: expected {{\"characters\": \"...\"}}")

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from ..config import TrainConfig
 from ..errors import ShadownetError
-from . import distribute, finetune, pipeline, read_records, regime, run_dir
+from . import distribute, finetune, read_records, regime, run_dir, tasks
 from .budget import Budget, warmup_for
 from .trainer import Trainer, resolve_precision
 
@@ -49,10 +49,13 @@ class TrainResult:
     preempted: bool = False  # stopped on request (SIGTERM) after checkpointing the step reached
 
 
-def is_better(metric: str, value: float, best: float | None) -> bool:
+def is_better(metric: str, value: float, best: float | None, higher: frozenset[str] = frozenset({"word_accuracy"})
+              ) -> bool:
+    """Whether ``value`` of ``metric`` beats ``best``; the metrics of ``higher`` grow (a task's
+    ``higher_is_better``), the others shrink."""
     if best is None:
         return True
-    return value > best if metric == "word_accuracy" else value < best
+    return value > best if metric in higher else value < best
 
 
 DEFAULT_GRACE_SECONDS = 30.0  # Kubernetes' default terminationGracePeriodSeconds
@@ -87,8 +90,10 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     budget = Budget.start(config.max_train_seconds, config.eval_every_seconds, clock)
     config = resolve_precision(config)
     tfrecords_dir, model_dir = Path(tfrecords_dir), Path(model_dir)
-    manifest = read_records.read_manifest(tfrecords_dir)
-    charset = read_records.charset_of(manifest)
+    manifest = read_records.read_manifest(tfrecords_dir, task=None)
+    task = tasks.for_records(manifest)
+    config = task.resolve(config, explicit)
+    charset = getattr(task, "charset", None)  # a detector has none
     chief = distribute.is_chief(strategy or tf.distribute.get_strategy())
     if manifest["counts"]["train"] == 0:
         raise ShadownetError(f"{tfrecords_dir}: the train split is empty")
@@ -99,7 +104,7 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
         run_dir.write_run(model_dir, config, charset, parent.record(config.init_checkpoint) if parent else None)
     keras.utils.set_random_seed(config.seed)
 
-    trainer = Trainer(config, charset, model_dir, strategy)
+    trainer = Trainer(config, task, model_dir, strategy)
     if parent is not None:
         log(f"initialised from {parent.run} (step {parent.step}): "
             + finetune.describe(finetune.transfer(parent, trainer.model, charset)))
@@ -110,17 +115,10 @@ def train(config: TrainConfig, tfrecords_dir: Path, model_dir: Path, log=print, 
     finally:
         trainer.close()
     if result.best:  # the objective once more, last: SageMaker's tuner takes the last value the log shows
-        log(metric_line(f"best_step={result.best['step']}", result.best))
+        log(task.metric_line(f"best_step={result.best['step']}", result.best))
         if report is not None:
             report(result.best["step"], result.best)
     return result
-
-
-def metric_line(prefix: str, metrics: dict) -> str:
-    """``PREFIX validation_loss=... word_accuracy=... char_error_rate=...``: what the tuners read from the log
-    (SageMaker's MetricDefinitions, Katib's StdOut filter): names of letters, digits and ``_`` only."""
-    return (f"{prefix} validation_loss={metrics['loss']:.4f} word_accuracy={metrics['word_accuracy']:.4f}"
-            f" char_error_rate={metrics['char_error_rate']:.4f}")
 
 
 def _parent(config: TrainConfig, model_dir: Path, init_dir: Path | None, explicit: frozenset[str]):
@@ -155,8 +153,7 @@ class _Run:
         self.train_examples = counts["train"]
         self.regime_plan: dict | None = None
         self.eval_images = min(counts["validation"], config.eval_max_samples or counts["validation"])
-        self.validation = pipeline.eval_dataset(tfrecords_dir, "validation", config,
-                                                max_samples=config.eval_max_samples) if self.eval_images else None
+        self.validation = trainer.task.validation(tfrecords_dir, config, self.eval_images)
         # Summaries are the chief's; the others' go nowhere (they hold the same values).
         self.writer = tf.summary.create_file_writer(str(log_dir or self.model_dir / run_dir.LOGS_DIR)) \
             if trainer.chief else tf.summary.create_noop_writer()
@@ -188,8 +185,8 @@ class _Run:
         elif not budget.seconds:  # the planned steps are train_steps
             self._regularize(config.train_steps)
         batches = iter(trainer.distribute_batches(
-            lambda size, shard: pipeline.train_dataset(self.tfrecords_dir, config, size, shard,
-                                                       self.records_ready, trainer.augment_strength)))
+            lambda size, shard: trainer.task.train_batches(self.tfrecords_dir, config, size, shard,
+                                                           self.records_ready, trainer.augment_strength)))
         window_loss, window_images, window_start = [], 0, budget.now()
         stopped_early = preempted = False
         first_step = saved_step = step
@@ -221,7 +218,8 @@ class _Run:
             budget.step_done(budget.now() - began)  # waiting for the input counts too
             window_loss.append(loss)
             # Every worker's batch has the same size (training batches are full).
-            window_images += distribute.local_examples(trainer.strategy, inputs["width"]) * trainer.workers
+            examples = distribute.local_examples(trainer.strategy, trainer.task.examples(inputs))
+            window_images += examples * trainer.workers
             if budget.ready_to_plan() and (not self.planned or step % config.log_every == 0):
                 self._plan(step, first_step)
             if step % config.log_every == 0 or step == config.train_steps:
@@ -292,7 +290,7 @@ class _Run:
             self._record_regime()
 
     def _waits_for(self) -> str:
-        return f"on at the first validation with CER <= {regime.START_CER:g}"
+        return self.trainer.task.waits_for()
 
     def _start_regime(self, step: int) -> None:
         self.regime_plan = self.regime_plan | {"started_at_step": step}
@@ -312,20 +310,21 @@ class _Run:
             return False
         self.budget.evaluated(self.budget.now() - began)
         self.evaluated_step = step
-        self.log(metric_line(f"step={step}", metrics))
+        self.log(trainer.task.metric_line(f"step={step}", metrics))
         if self.report is not None:
             self.report(step, metrics)
-        _summaries(self.writer, step, metrics, shown)
+        trainer.task.summaries(self.writer, step, metrics, shown)
         if regime.waiting(self.regime_plan):
-            reads = regime.reads_enough(metrics["char_error_rate"])
+            reads = trainer.task.reads_enough(metrics)
             if trainer.workers > 1:  # all switch at the same step
                 reads = bool(trainer.worker_mean([reads]).numpy()[0] >= 0.5)
             if reads:
                 self._start_regime(step)
-                self.log(f"regularization: {self.regime_plan['name']} on from step {step} (validation CER "
-                         f"{metrics['char_error_rate']:.4f})")
+                self.log(f"regularization: {self.regime_plan['name']} on from step {step} (validation "
+                         + (f"CER {metrics['char_error_rate']:.4f})" if "char_error_rate" in metrics else "reads)"))
         value = metrics[config.best_metric]
-        better = is_better(config.best_metric, value, self.best and self.best["value"])
+        better = is_better(config.best_metric, value, self.best and self.best["value"],
+                           trainer.task.higher_is_better)
         if trainer.workers > 1:
             better = bool(trainer.worker_mean([better]).numpy()[0] > 0)
         if better:
@@ -361,13 +360,3 @@ class _Run:
         self.writer.flush()
         if self.saved:
             self.saved()
-
-
-def _summaries(writer, step: int, metrics: dict, shown) -> None:
-    with writer.as_default(step=step):
-        for key in ("loss", "word_accuracy", "char_error_rate"):
-            tf.summary.scalar(f"validation/{key}", metrics[key])
-        for i, (truth, text, image) in enumerate(shown[:3]):
-            picture = ((image + 1.0) * 127.5).clip(0, 255).astype("uint8")[None]
-            tf.summary.image(f"validation/{i}", picture, description=f"truth: {truth!r} prediction: {text!r}")
-

@@ -14,16 +14,11 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from ..config import TrainConfig
-from ..data.charset import Charset
 from ..errors import ShadownetError
-from ..geometry import CHANNELS, HEIGHT
-from . import ctc, distribute, precision
-from . import model as shadownet_model
-from .metrics import Prediction, summarize
+from . import distribute, precision
 from .precision import set_precision
 from .run_dir import BEST_DIR, CHECKPOINTS_DIR
 
@@ -82,14 +77,6 @@ def resolve_precision(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, mixed_precision=precision.choose("auto", precision.detect()))
 
 
-INPUTS_SPEC = {"image": tf.TensorSpec([None, HEIGHT, None, CHANNELS], tf.float32),
-               "width": tf.TensorSpec([None], tf.int32)}
-EVAL_TARGETS_SPEC = {"label": tf.TensorSpec([None, None], tf.int32),
-                     "label_length": tf.TensorSpec([None], tf.int32),
-                     "text": tf.TensorSpec([None], tf.string),
-                     "source": tf.TensorSpec([None], tf.string)}
-
-
 class Trainer:
     """Holds the model, optimizer, step and the compiled train / eval functions.
 
@@ -99,10 +86,11 @@ class Trainer:
     global batch.
     """
 
-    def __init__(self, config: TrainConfig, charset: Charset, model_dir: Path,
+    def __init__(self, config: TrainConfig, task, model_dir: Path,
                  strategy: tf.distribute.Strategy | None = None):
+        """``task``: what is trained (``tasks.RecognitionTask`` or ``detection.task.DetectionTask``)."""
         config = resolve_precision(config)
-        self.config, self.charset, self.model_dir = config, charset, Path(model_dir)
+        self.config, self.task, self.model_dir = config, task, Path(model_dir)
         self.strategy = strategy or tf.distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
         if config.xla and replicas > 1:
@@ -112,9 +100,7 @@ class Trainer:
         # The input pipeline reads it (a variable of the host, outside the replicas): 0 adds no augmentation.
         self.augment_strength = tf.Variable(0.0, trainable=False, name="augment_strength")
         with self.strategy.scope():
-            self.model = shadownet_model.build(config.model, charset.num_classes,
-                                               synchronized_batch_norm=replicas > 1)
-            shadownet_model.freeze(self.model, config.freeze)  # before the optimizer sees what trains
+            self.model = task.build(config, synchronized_batch_norm=replicas > 1)
             self.optimizer = make_optimizer(config, replicas)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -127,7 +113,7 @@ class Trainer:
         # Decoupled weight decay (AdamW's) on the kernels; not under Adadelta (see learn/regime.py).
         self.decayed = [v for v in self.model.trainable_variables if len(v.shape) >= 2] \
             if config.optimizer == "adam" else []
-        self.dropout = 0.0  # on the recurrent layers' inputs (model.set_dropout)
+        self.dropout = 0.0  # the regime's (task.set_dropout)
         self.decaying = False  # whether the traced step applies weight decay at all (none: no work per step)
         self.workers = distribute.workers(self.strategy)
         self.chief = distribute.is_chief(self.strategy)
@@ -139,8 +125,6 @@ class Trainer:
         self.worker_mean = distribute.worker_mean(self.strategy)
         self.train_step = self._compile_train_step()
         self._batch_spec = None
-        # Evaluation runs outside the replicas, on the first device's copy of the weights.
-        self.eval_step = tf.function(self._eval_step, input_signature=[INPUTS_SPEC, EVAL_TARGETS_SPEC])
 
     def distribute_batches(self, make_batches) -> tf.data.Dataset | tf.distribute.DistributedDataset:
         """``make_batches(batch_size, shard)`` (a ``tf.data.Dataset``) -> what ``train_step`` takes, per step.
@@ -173,7 +157,7 @@ class Trainer:
         self.augment_strength.assign(plan["augment_strength"])
         if plan["dropout"] != self.dropout or (decay > 0) != self.decaying:
             self.dropout, self.decaying = plan["dropout"], decay > 0
-            shadownet_model.set_dropout(self.model, self.dropout)
+            self.task.set_dropout(self.model, self.dropout)
             self.train_step = self._compile_train_step()
             if self._batch_spec is not None:
                 self.train_step.get_concrete_function(*self._batch_spec)
@@ -189,16 +173,12 @@ class Trainer:
     def _replica_step(self, inputs, targets):
         """One replica's share of a step; returns its examples' loss divided by the global batch size."""
         context = tf.distribute.get_replica_context()
-        local_size = tf.cast(tf.shape(inputs["width"])[0], tf.float32)
+        local_size = tf.cast(tf.shape(self.task.examples(inputs))[0], tf.float32)
         global_size = context.all_reduce(tf.distribute.ReduceOp.SUM, local_size)
         with tf.GradientTape() as tape:
-            logits = self.model(inputs, training=True)
-            lengths = shadownet_model.sequence_lengths(inputs["width"])
-            # TensorFlow's CTC kernel, except under XLA, which cannot compile it (see ctc.loss).
-            losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, self.charset.blank_index,
-                              dense=bool(self.config.xla))
+            summed = self.task.loss(self.model, inputs, targets, self.config)
             # Summed over the replicas (as the optimizer sums the gradients), this is the global batch's mean.
-            loss = tf.math.divide_no_nan(tf.reduce_sum(losses), global_size)
+            loss = tf.math.divide_no_nan(summed, global_size)
             scaled = self.optimizer.scale_loss(loss)  # identity unless float16 loss scaling
         gradients = tape.gradient(scaled, self.model.trainable_variables)
         if self.config.clip_norm:
@@ -217,13 +197,6 @@ class Trainer:
         clipped, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm * loss_scale,
                                             use_norm=tf.linalg.global_norm(total))
         return clipped
-
-    def _eval_step(self, inputs, targets):
-        logits = self.model(inputs, training=False)
-        lengths = shadownet_model.sequence_lengths(inputs["width"])
-        losses = ctc.loss(targets["label"], targets["label_length"], logits, lengths, self.charset.blank_index)
-        ids, confidence = ctc.greedy(logits, lengths, self.charset.blank_index)
-        return losses, ids.to_tensor(default_value=-1), confidence
 
     def restore(self) -> int:
         """Resume from the newest checkpoint of ``model_dir``, if any; returns the step reached.
@@ -254,30 +227,7 @@ class Trainer:
         if not self.chief:
             shutil.rmtree(self.write_dir, ignore_errors=True)
 
-    def evaluate(self, dataset: tf.data.Dataset, deadline: float | None = None, clock=time.monotonic
-                 ) -> tuple[dict | None, list[tuple[str, str, np.ndarray]]]:
-        """Loss, word accuracy and CER over ``dataset``; also a few (truth, prediction, image) samples.
-
-        ``deadline`` (a ``clock()`` time): give up when it passes between batches, returning ``(None, [])``.
-        """
-        losses, predictions, shown = [], [], []
-        for inputs, targets in dataset:
-            if deadline is not None and clock() >= deadline:
-                return None, []
-            batch_losses, ids, confidence = self.eval_step(inputs, targets)
-            losses.append(batch_losses.numpy())
-            for i, (row, truth) in enumerate(zip(ids.numpy(), targets["text"].numpy(), strict=True)):
-                truth = truth.decode("utf-8")
-                text = self.charset.decode(c for c in row if c >= 0)
-                predictions.append(Prediction("", truth, text, float(confidence[i])))
-                if len(shown) < 3:
-                    shown.append((truth, text, inputs["image"][i, :, : int(inputs["width"][i])].numpy()))
-        all_losses = np.concatenate(losses) if losses else np.zeros(0)
-        finite = all_losses[np.isfinite(all_losses)]
-        summary = summarize(predictions, worst=0)
-        return {
-            "loss": float(finite.mean()) if finite.size else float("nan"),
-            "word_accuracy": summary["word_accuracy"],
-            "char_error_rate": summary["char_error_rate"],
-            "samples": summary["num_samples"],
-        }, shown
+    def evaluate(self, dataset, deadline: float | None = None, clock=time.monotonic):
+        """The task's validation metrics over ``dataset`` and a few samples to show (``task.evaluate``), on the
+        first device's copy of the weights, outside the replicas; ``(None, [])`` once ``deadline`` passes."""
+        return self.task.evaluate(self.model, dataset, deadline, clock)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from .architectures import DETECTORS
+from ...architectures import DETECTORS
 
 STRIDE = 32  # the input's height and width must be multiples of this
 BN_MOMENTUM = 0.9

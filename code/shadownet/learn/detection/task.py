@@ -1,0 +1,162 @@
+"""The detection task, as the shared trainer asks for it (``learn/tasks.py`` lists the questions): DBNet on page
+records, the DB loss, and validation by the ICDAR 2015 protocol.
+
+* Settings (``resolve``): a page record trains a detector. ``model`` and ``best_metric`` left at the
+  recogniser's defaults become ``dbnet_small`` and ``hmean`` (so do ``hpo_metric``'s); a recogniser's name
+  given on purpose is an error, as is fine-tuning (``init_from``) or ``freeze``, which detectors do not have yet.
+* Training batches: ``page_size`` x ``page_size`` crops of augmented pages and their DB target maps
+  (``pipeline.page_dataset``). The loss of a batch is DBNet's over the batch (``loss.db_loss``); the trainer's
+  convention (summed over examples, divided by the global batch) is met by scaling it by the batch's pages, so
+  that replicas of equal slices average to the global batch's mean of their losses.
+* Validation: every page scaled to ``page_size`` on its longer side, its probability map turned into boxes by
+  ``postprocess.PostProcess`` (in the stored page's pixels) and scored against the page's regions
+  (``hmean.score_image``); the split's precision, recall and H-mean come from summed counts
+  (``hmean.summarize``). Three pages are drawn for TensorBoard: true regions in red, detections in green.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from ...architectures import DETECTORS
+from ...config import TrainConfig
+from ...errors import ShadownetError
+from ..read_records import split_files
+from . import model as db_model
+from . import pipeline
+from .hmean import score_image, summarize
+from .loss import db_loss
+from .postprocess import PostProcess
+
+DEFAULT_MODEL = "dbnet_small"
+SHOWN_PAGES = 3
+
+
+class DetectionTask:
+    name = "detection"
+    metrics = ("precision", "recall", "hmean")
+    best_default = "hmean"
+    higher_is_better = frozenset(metrics)
+
+    def __init__(self, post: PostProcess | None = None):
+        self.post = post or PostProcess()
+        self._forward = None  # (model, its compiled probability map)
+
+    def resolve(self, config: TrainConfig, explicit: frozenset[str] = frozenset()) -> TrainConfig:
+        changes = {}
+        if config.model not in DETECTORS:
+            if "model" in explicit:
+                raise ShadownetError(f"model {config.model} reads text lines; page records train a detector: "
+                                     f"{', '.join(DETECTORS)}")
+            changes["model"] = DEFAULT_MODEL
+        if config.best_metric not in self.metrics:
+            if "best_metric" in explicit:
+                raise ShadownetError(f"best_metric {config.best_metric} is a recogniser's; a detector's are "
+                                     f"{', '.join(self.metrics)}")
+            changes["best_metric"] = self.best_default
+        if config.hpo_metric != "hmean":
+            if "hpo_metric" in explicit:
+                raise ShadownetError(f"hpo_metric {config.hpo_metric} is a recogniser's; a detector reports hmean")
+            changes["hpo_metric"] = "hmean"
+        for key, off in (("init_from", ""), ("freeze", "none")):
+            if getattr(config, key) != off:
+                raise ShadownetError(f"{key}: a detector trains from scratch and whole in this version")
+        return dataclasses.replace(config, **changes)
+
+    @staticmethod
+    def build(config: TrainConfig, synchronized_batch_norm: bool = False):
+        return db_model.build(config.model, synchronized_batch_norm=synchronized_batch_norm)
+
+    @staticmethod
+    def set_dropout(model, rate: float) -> None:
+        """DBNet has no place for the regime's dropout: it keeps its weight decay alone."""
+
+    @staticmethod
+    def train_batches(records_dir: Path, config: TrainConfig, batch_size: int, shard, ready=None,
+                      augment_strength=None) -> tf.data.Dataset:
+        files = split_files(records_dir, "train")
+        for path in files if ready is not None else ():  # records still arriving: all of them first
+            ready(path)
+        return pipeline.page_dataset(files, batch_size=batch_size, size=config.page_size, training=True,
+                                     seed=config.seed, shuffle_buffer=min(config.shuffle_buffer, 256), shard=shard)
+
+    @staticmethod
+    def examples(inputs):
+        return inputs["image"]
+
+    @staticmethod
+    def loss(model, inputs, targets, config: TrainConfig):
+        total, _ = db_loss(targets, model(inputs["image"], training=True))
+        return total * tf.cast(tf.shape(inputs["image"])[0], tf.float32)
+
+    @staticmethod
+    def validation(records_dir: Path, config: TrainConfig, count: int):
+        if not count:
+            return None
+        pages = pipeline.page_dataset(split_files(records_dir, "validation"), batch_size=1, size=config.page_size,
+                                      training=False)
+        return pages.take(config.eval_max_samples) if config.eval_max_samples else pages
+
+    def evaluate(self, model, dataset, deadline: float | None = None, clock=time.monotonic):
+        """Precision, recall and H-mean over ``dataset`` (ICDAR 2015), and a few pages drawn with their boxes."""
+        if self._forward is None or self._forward[0] is not model:
+            forward = tf.function(lambda image: model(image, training=False)["prob"],
+                                  input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+            self._forward = (model, forward)
+        forward = self._forward[1]
+        scores, shown = [], []
+        for inputs, page in dataset:
+            if deadline is not None and clock() >= deadline:
+                return None, []
+            prob = forward(inputs["image"])[0, :, :, 0].numpy()
+            scale = page["scale"][0].numpy()
+            width, height = (int(v) for v in page["image_size"][0].numpy())
+            found = self.post.boxes(prob, float(scale[0]), float(scale[1]), image_size=(width, height))
+            truth = pipeline.polygons(page["points"][0].numpy(), page["count"][0].numpy())
+            ignore = page["ignore"][0].numpy().tolist()
+            scores.append(score_image(truth, ignore, [points for points, _ in found]))
+            if len(shown) < SHOWN_PAGES:
+                shown.append(_drawn(inputs["image"][0].numpy(), truth, [p for p, _ in found], scale,
+                                    page["source"][0].numpy().decode("utf-8", "replace")))
+        summary = summarize(scores)
+        return {key: summary[key] for key in ("precision", "recall", "hmean", "images", "gt", "detections",
+                                              "matched")}, shown
+
+    @staticmethod
+    def metric_line(prefix: str, metrics: dict) -> str:
+        """``PREFIX precision=... recall=... hmean=...``: what the tuners read from the log."""
+        return (f"{prefix} precision={metrics['precision']:.4f} recall={metrics['recall']:.4f} "
+                f"hmean={metrics['hmean']:.4f}")
+
+    @staticmethod
+    def summaries(writer, step: int, metrics: dict, shown) -> None:
+        with writer.as_default(step=step):
+            for key in ("precision", "recall", "hmean"):
+                tf.summary.scalar(f"validation/{key}", metrics[key])
+            for i, (source, picture) in enumerate(shown):
+                tf.summary.image(f"validation/{i}", picture[None],
+                                 description=f"{source}: true regions red, detections green")
+
+    @staticmethod
+    def reads_enough(metrics: dict) -> bool:
+        return True
+
+    @staticmethod
+    def waits_for() -> str:
+        return "on at the first validation"
+
+
+def _drawn(image: np.ndarray, truth, found, scale, source: str):
+    """The page as the network saw it (RGB uint8), true regions in red and detections in green."""
+    picture = np.ascontiguousarray(((image + 1.0) * 127.5).clip(0, 255).astype(np.uint8))
+    for colour, shapes in (((255, 0, 0), truth), ((0, 255, 0), found)):
+        for points in shapes:
+            outline = np.round(np.asarray(points, np.float32) / scale).astype(np.int32)
+            cv2.polylines(picture, [outline], True, colour, 1)
+    return source, picture
