@@ -76,11 +76,7 @@ def text_line_example(
     """Serialized ``tf.train.Example`` of one sample, keys in sorted order (deterministic bytes)."""
     # Runs once per image in the workers: keep it to byte concatenation.
     entries = b"".join((
-        _entry(IMAGE_ENCODED, _bytes_feature(image)),
-        _entry(IMAGE_FORMAT, _bytes_feature(image_format.encode())),
-        _entry(IMAGE_HEIGHT, _int64_feature(_varint(height))),
-        _entry(IMAGE_SOURCE, _bytes_feature(source.encode("utf-8"))),
-        _entry(IMAGE_WIDTH, _int64_feature(_varint(width))),
+        _image_entries(image, image_format, width, height, source),
         _entry(LABEL_IDS, _int64_feature(b"".join(map(_varint, ids)))),
         _entry(LABEL_LENGTH, _int64_feature(_varint(len(ids)))),
         _entry(LABEL_TEXT, _bytes_feature(text.encode("utf-8"))),
@@ -93,17 +89,24 @@ def page_example(image: bytes, image_format: str, width: int, height: int, sourc
     """Serialized ``tf.train.Example`` of one page (the detection task), keys in sorted order."""
     flat = [value for region in points for point in region for value in point]
     entries = b"".join((
-        _entry(IMAGE_ENCODED, _bytes_feature(image)),
-        _entry(IMAGE_FORMAT, _bytes_feature(image_format.encode())),
-        _entry(IMAGE_HEIGHT, _int64_feature(_varint(height))),
-        _entry(IMAGE_SOURCE, _bytes_feature(source.encode("utf-8"))),
-        _entry(IMAGE_WIDTH, _int64_feature(_varint(width))),
+        _image_entries(image, image_format, width, height, source),
         _entry(REGIONS_COUNT, _int64_feature(b"".join(_varint(len(region)) for region in points))),
         _entry(REGIONS_IGNORE, _int64_feature(b"".join(_varint(int(flag)) for flag in ignore))),
         _entry(REGIONS_POINTS, _float_feature(struct.pack(f"<{len(flat)}f", *flat))),
         _entry(REGIONS_TEXT, _field(1, b"".join(_field(1, text.encode("utf-8")) for text in texts))),
     ))
     return _field(1, entries)
+
+
+def _image_entries(image: bytes, image_format: str, width: int, height: int, source: str) -> bytes:
+    """The ``image/*`` entries both kinds of record start with, in sorted key order."""
+    return b"".join((
+        _entry(IMAGE_ENCODED, _bytes_feature(image)),
+        _entry(IMAGE_FORMAT, _bytes_feature(image_format.encode())),
+        _entry(IMAGE_HEIGHT, _int64_feature(_varint(height))),
+        _entry(IMAGE_SOURCE, _bytes_feature(source.encode("utf-8"))),
+        _entry(IMAGE_WIDTH, _int64_feature(_varint(width))),
+    ))
 
 
 # -- protobuf wire format (only what Example needs) ------------------------------------------
