@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import cv2
 import pytest
 
 from conftest import run_cli, word_records
@@ -55,6 +56,20 @@ def test_a_detector_trains_validates_by_hmean_and_resumes(page_records, tmp_path
     assert best["gt"] > 0 and lines[-1].startswith("trained to step 4; best hmean=")
     events = list((run / "logs").glob("events.out.tfevents.*"))
     assert events and max(p.stat().st_size for p in events) > 10_000  # the drawn validation pages are in it
+
+    # evaluate scores the test pages by the protocol and draws them.
+    report = tmp_path / "report.json"
+    evaluated = run_cli("evaluate", "--tfrecords-dir", page_records, "--model-dir", run, "--split", "test",
+                        "--report", report, check=True)
+    scored = json.loads(report.read_text())
+    assert evaluated.stdout.split() == [f"images={scored['images']}", f"precision={scored['precision']}",
+                                        f"recall={scored['recall']}", f"hmean={scored['hmean']}"]
+    assert (scored["images"], len(scored["pages"]), scored["model"], scored["split"]) == (2, 2, "dbnet_small", "test")
+    assert scored["gt"] == sum(page["gt"] for page in scored["pages"]) > 0
+    assert scored["matched"] == sum(page["matched"] for page in scored["pages"])
+    assert all(len(page["missed"]) == page["gt"] - page["matched"] for page in scored["pages"])
+    sheet = cv2.imread(str(report.with_suffix(".png")))
+    assert sheet is not None and sheet.shape[1] == 640 and sheet.shape[0] > 200
 
     # Not built yet for a detector: each says so in one line.
     export = run_cli("export", "--model-dir", run, "--export-dir", tmp_path / "export")

@@ -167,6 +167,8 @@ def _run_evaluate(args) -> int:
         staging.send_file(local, remote)
     keys = ("num_samples", "word_accuracy", "word_accuracy_case_insensitive", "char_error_rate",
             "normalized_edit_distance", "word_accuracy_ignoring_case_and_spaces")
+    if "hmean" in result:  # a detector's
+        keys = ("images", "precision", "recall", "hmean")
     print(" ".join(f"{k}={result[k]}" for k in keys))
     return 0
 

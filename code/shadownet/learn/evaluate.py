@@ -1,4 +1,5 @@
-"""``shadownet evaluate``: a trained model on every sample of a split -> JSON report and a PNG grid.
+"""``shadownet evaluate``: a trained model on every sample of a split -> JSON report and a PNG grid (a detector's
+records: ``detection.evaluate``).
 
 Decoders: ``greedy`` (best class per step) and ``beam`` (CTC beam search). With a lexicon, the
 beam's top paths and the lexicon words near the best one are rescored by their CTC likelihood
@@ -45,6 +46,10 @@ def evaluate(config: EvalConfig) -> dict:
     """Decode every sample of the split; returns the report (also written to disk)."""
     if config.decoder not in DECODERS:
         raise SettingError("decoder", f"must be one of {', '.join(DECODERS)}, not {config.decoder!r}")
+    if read_records.read_manifest(config.tfrecords_dir, task=None).get("task") == "detection":
+        from .detection.evaluate import evaluate as evaluate_pages
+
+        return evaluate_pages(config)
     manifest = read_records.read_manifest(config.tfrecords_dir)
     model, train_config, charset = load_model(config.model_dir, config.checkpoint)
     if read_records.charset_of(manifest) != charset:

@@ -138,8 +138,8 @@ def read_regularization(model_dir: Path) -> dict | None:
     return _read_json(path).get(REGULARIZATION_KEY) if path.is_file() else None
 
 
-def read_run(model_dir: Path) -> tuple[TrainConfig, Charset]:
-    """The settings and charset of a finished (or running) training run."""
+def read_run(model_dir: Path) -> tuple[TrainConfig, Charset | None]:
+    """The settings and charset of a finished (or running) training run (a detector's: no charset)."""
     model_dir = Path(model_dir)
     path = model_dir / CONFIG_FILE
     if not path.is_file():
@@ -149,8 +149,7 @@ def read_run(model_dir: Path) -> tuple[TrainConfig, Charset]:
     values.pop(REGULARIZATION_KEY, None)
     config = TrainConfig(**{key: coerce(key, value, str(path)) for key, value in values.items()})
     if task_of(config.model) == "detection":
-        raise ShadownetError(f"{model_dir}: a text detector's run ({config.model}); reading it back for "
-                             "evaluate, export or predict is not built yet (its checkpoints resume training)")
+        return config, None
     characters = _read_json(model_dir / CHARSET_FILE).get("characters")
     if not isinstance(characters, str):
         raise DataError(f"{model_dir / CHARSET_FILE}: expected {{\"characters\": \"...\"}}")
@@ -191,7 +190,27 @@ def load_model(model_dir: Path, which: str = "best"):
 
     model_dir = Path(model_dir)
     config, charset = read_run(model_dir)
+    if charset is None:
+        raise ShadownetError(f"{model_dir}: a text detector's run ({config.model}); export and predict of a "
+                             "detector are not built yet (evaluate reads it)")
     set_precision("off")  # whatever a training run in this process left behind
     model = shadownet_model.build(config.model, charset.num_classes)
     tf.train.Checkpoint(model=model).restore(checkpoint_path(model_dir, which)).expect_partial()
     return model, config, charset
+
+
+def load_detector(model_dir: Path, which: str = "best"):
+    """(keras model in float32, TrainConfig) of a detector's run, restored like ``load_model``'s."""
+    import tensorflow as tf
+
+    from .detection import model as db_model
+    from .precision import set_precision
+
+    model_dir = Path(model_dir)
+    config, charset = read_run(model_dir)
+    if charset is not None:
+        raise ShadownetError(f"{model_dir}: a text recogniser's run ({config.model}), not a detector's")
+    set_precision("off")
+    model = db_model.build(config.model)
+    tf.train.Checkpoint(model=model).restore(checkpoint_path(model_dir, which)).expect_partial()
+    return model, config

@@ -11,7 +11,8 @@ records, the DB loss, and validation by the ICDAR 2015 protocol.
 * Validation: every page scaled to ``page_size`` on its longer side, its probability map turned into boxes by
   ``postprocess.PostProcess`` (in the stored page's pixels) and scored against the page's regions
   (``hmean.score_image``); the split's precision, recall and H-mean come from summed counts
-  (``hmean.summarize``). Three pages are drawn for TensorBoard: true regions in red, detections in green.
+  (``hmean.summarize``), by ``evaluate.score_pages``, which the command shares. Three pages are drawn for
+  TensorBoard as ``evaluate.draw`` draws them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import tensorflow as tf
 
 from ...architectures import DETECTORS
@@ -30,7 +29,8 @@ from ...errors import ShadownetError
 from ..read_records import split_files
 from . import model as db_model
 from . import pipeline
-from .hmean import score_image, summarize
+from .evaluate import TOTALS, draw, forward_fn, score_pages
+from .hmean import summarize
 from .loss import db_loss
 from .postprocess import PostProcess
 
@@ -106,27 +106,13 @@ class DetectionTask:
     def evaluate(self, model, dataset, deadline: float | None = None, clock=time.monotonic):
         """Precision, recall and H-mean over ``dataset`` (ICDAR 2015), and a few pages drawn with their boxes."""
         if self._forward is None or self._forward[0] is not model:
-            forward = tf.function(lambda image: model(image, training=False)["prob"],
-                                  input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-            self._forward = (model, forward)
-        forward = self._forward[1]
-        scores, shown = [], []
-        for inputs, page in dataset:
-            if deadline is not None and clock() >= deadline:
-                return None, []
-            prob = forward(inputs["image"])[0, :, :, 0].numpy()
-            scale = page["scale"][0].numpy()
-            width, height = (int(v) for v in page["image_size"][0].numpy())
-            found = self.post.boxes(prob, float(scale[0]), float(scale[1]), image_size=(width, height))
-            truth = pipeline.polygons(page["points"][0].numpy(), page["count"][0].numpy())
-            ignore = page["ignore"][0].numpy().tolist()
-            scores.append(score_image(truth, ignore, [points for points, _ in found]))
-            if len(shown) < SHOWN_PAGES:
-                shown.append(_drawn(inputs["image"][0].numpy(), truth, [p for p, _ in found], scale,
-                                    page["source"][0].numpy().decode("utf-8", "replace")))
+            self._forward = (model, forward_fn(model))
+        scores, pages = score_pages(self._forward[1], dataset, self.post, deadline, clock, drawn=SHOWN_PAGES)
+        if scores is None:
+            return None, []
         summary = summarize(scores)
-        return {key: summary[key] for key in ("precision", "recall", "hmean", "images", "gt", "detections",
-                                              "matched")}, shown
+        shown = [(page["source"], draw(page)) for page in pages if page["picture"] is not None]
+        return {key: summary[key] for key in TOTALS}, shown
 
     @staticmethod
     def metric_line(prefix: str, metrics: dict) -> str:
@@ -141,7 +127,7 @@ class DetectionTask:
                 tf.summary.scalar(f"validation/{key}", metrics[key])
             for i, (source, picture) in enumerate(shown):
                 tf.summary.image(f"validation/{i}", picture[None],
-                                 description=f"{source}: true regions red, detections green")
+                                 description=f"{source}: detections matched green, false orange; missed red")
 
     @staticmethod
     def reads_enough(metrics: dict) -> bool:
@@ -150,13 +136,3 @@ class DetectionTask:
     @staticmethod
     def waits_for() -> str:
         return "on at the first validation"
-
-
-def _drawn(image: np.ndarray, truth, found, scale, source: str):
-    """The page as the network saw it (RGB uint8), true regions in red and detections in green."""
-    picture = np.ascontiguousarray(((image + 1.0) * 127.5).clip(0, 255).astype(np.uint8))
-    for colour, shapes in (((255, 0, 0), truth), ((0, 255, 0), found)):
-        for points in shapes:
-            outline = np.round(np.asarray(points, np.float32) / scale).astype(np.int32)
-            cv2.polylines(picture, [outline], True, colour, 1)
-    return source, picture
