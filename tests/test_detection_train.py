@@ -114,3 +114,18 @@ def test_each_task_refuses_the_others_settings(page_records, tmp_path):
                      "--model", "dbnet_small")
     assert result.returncode == 2 and "model dbnet_small is a text detector; records of text lines train " \
                                       "shadownet, shadownet_small" in result.stderr, result.stderr
+
+
+def test_a_detector_takes_its_own_defaults_where_none_were_given():
+    from shadownet.config import TrainConfig
+    from shadownet.errors import ShadownetError
+    from shadownet.learn.detection.task import DetectionTask
+
+    task = DetectionTask()
+    resolved = task.resolve(TrainConfig(), frozenset())
+    assert (resolved.model, resolved.batch_size, resolved.best_metric, resolved.hpo_metric) == (
+        "dbnet_small", 8, "hmean", "hmean")
+    given = task.resolve(TrainConfig(model="dbnet", batch_size=64, best_metric="recall"), frozenset({"batch_size"}))
+    assert (given.model, given.batch_size, given.best_metric) == ("dbnet", 64, "recall")
+    with pytest.raises(ShadownetError, match="hpo_metric word_accuracy is a recogniser's"):
+        task.resolve(TrainConfig(), frozenset({"hpo_metric"}))

@@ -1,8 +1,8 @@
 """The detection task, as the shared trainer asks for it (``learn/tasks.py`` lists the questions): DBNet on page
 records, the DB loss, and validation by the ICDAR 2015 protocol.
 
-* Settings (``resolve``): a page record trains a detector. ``model`` and ``best_metric`` left at the
-  recogniser's defaults become ``dbnet_small`` and ``hmean`` (so do ``hpo_metric``'s); a recogniser's name
+* Settings (``resolve``): a page record trains a detector. ``model``, ``best_metric`` and ``batch_size`` left at
+  the recogniser's defaults become ``dbnet_small``, ``hmean`` (so does ``hpo_metric``) and 8; a recogniser's name
   given on purpose is an error, as is fine-tuning (``init_from``) or ``freeze``, which detectors do not have yet.
 * Training batches: ``page_size`` x ``page_size`` crops of augmented pages and their DB target maps
   (``pipeline.page_dataset``). The loss of a batch is DBNet's over the batch (``loss.db_loss``); the trainer's
@@ -35,6 +35,7 @@ from .loss import db_loss
 from .postprocess import PostProcess
 
 DEFAULT_MODEL = "dbnet_small"
+DEFAULT_BATCH = 8  # pages a replica, where batch_size is left at the recogniser's default
 SHOWN_PAGES = 3
 
 
@@ -55,6 +56,8 @@ class DetectionTask:
                 raise ShadownetError(f"model {config.model} reads text lines; page records train a detector: "
                                      f"{', '.join(DETECTORS)}")
             changes["model"] = DEFAULT_MODEL
+        if "batch_size" not in explicit and config.batch_size == TrainConfig.batch_size:
+            changes["batch_size"] = DEFAULT_BATCH  # 64 crops of 640 px would take minutes a step on a CPU
         if config.best_metric not in self.metrics:
             if "best_metric" in explicit:
                 raise ShadownetError(f"best_metric {config.best_metric} is a recogniser's; a detector's are "
