@@ -1,4 +1,5 @@
-"""``shadownet train``: records -> a trained ShadowNet, checkpointed, resumable, time-boxed.
+"""``shadownet train``: records -> a trained model (a recogniser, or from page records a detector: ``tasks``),
+checkpointed, resumable, time-boxed.
 
 What it writes to ``model_dir`` (config, charset, checkpoints, best, logs) is laid out by ``run_dir``.
 
