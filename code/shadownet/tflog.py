@@ -55,8 +55,16 @@ def install() -> None:
     """Route this process's (and its children's) fd 2 through the filter; ``sys.stderr`` keeps the real one."""
     real = os.dup(2)
     read, write = os.pipe()
-    process = subprocess.Popen([sys.executable, "-m", "shadownet.tflog"], stdin=read, stdout=real, stderr=real,
-                               close_fds=True)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "shadownet.tflog"], stdin=read, stdout=real, stderr=real,
+                                   close_fds=True)
+    except OSError:
+        # The filter is a second interpreter; a user who may run this one but not start another (a venv whose
+        # interpreter lies in a folder only its owner may enter, reached with inherited rights) keeps
+        # TensorFlow's start-up lines rather than losing the command.
+        for fd in (real, read, write):
+            os.close(fd)
+        return
     os.close(read)
     sys.stderr.flush()
     os.dup2(write, 2)
