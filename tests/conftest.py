@@ -151,6 +151,15 @@ def run_cli(*args: str, check: bool = False, timeout: float = 300, **kwargs) -> 
     return result
 
 
+def optimizer_iterations(model_dir: Path) -> int:
+    """The optimizer's update count in the newest checkpoint of a run (a resumed run must go on from it)."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(Path(model_dir) / "checkpoints"))
+    name = next(n for n in reader.get_variable_to_shape_map() if n.startswith("optimizer/_iterations/"))
+    return int(reader.get_tensor(name))
+
+
 def tree_digest(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder``, by relative path."""
     return {

@@ -13,7 +13,7 @@ import sys
 import cv2
 import pytest
 
-from conftest import run_cli, word_records
+from conftest import optimizer_iterations, run_cli, word_records
 
 TRAIN = ("--batch-size", 2, "--page-size", 128, "--log-every", 1, "--warmup-steps", 1, "--shuffle-buffer", 8)
 
@@ -26,14 +26,6 @@ def page_records(tmp_path_factory):
     run_cli("tfrecords", "--dataset-dir", root / "pages", "--save-dir", root / "records", "--validation-ratio",
             0.25, check=True)
     return root / "records"
-
-
-def optimizer_iterations(model_dir) -> int:
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
-    name = next(n for n in reader.get_variable_to_shape_map() if n.startswith("optimizer/_iterations/"))
-    return int(reader.get_tensor(name))
 
 
 def test_a_detector_trains_validates_by_hmean_and_resumes(page_records, tmp_path):

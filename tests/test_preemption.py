@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
 
-from conftest import run_cli, word_records
+from conftest import optimizer_iterations, run_cli, word_records
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +35,6 @@ def wait_for_step(process: subprocess.Popen, step: int) -> list[str]:
         if line.startswith(f"step={step} "):
             return lines
     raise AssertionError(f"training ended before step {step}:\n{''.join(lines)}\n{process.stderr.read()}")
-
-
-def optimizer_iterations(model_dir) -> int:
-    reader = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
-    name = next(n for n in reader.get_variable_to_shape_map() if n.startswith("optimizer/_iterations/"))
-    return int(reader.get_tensor(name))
 
 
 def test_sigterm_checkpoints_the_step_reached_and_the_rerun_finishes_exactly(records_dir, tmp_path):
